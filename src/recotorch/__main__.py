@@ -1,0 +1,3 @@
+from recotorch.cli import main
+
+main()

@@ -1,0 +1,157 @@
+"""`fit`, `predict`, `evaluate` and `lr-find`: models from files, answers into files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from recotorch.artifacts import load, save
+from recotorch.cli.common import (
+    ItemCol,
+    RatingCol,
+    TimeCol,
+    UserCol,
+    console,
+    only_given,
+    out,
+    progress_enabled,
+    read_table,
+    timed,
+    user_errors,
+    write_csv_atomic,
+)
+from recotorch.models import MODELS, make_model
+from recotorch.models.gradient import GradientEstimator
+
+ModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}.")]
+
+
+def fit(
+    train: Annotated[Path, typer.Argument(help="Interactions file (CSV, TSV or Parquet).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    model: ModelName = "mf",
+    valid: Annotated[Path | None, typer.Option(help="Validation file for early stopping.")] = None,
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    time_col: TimeCol = "timestamp",
+    dim: Annotated[int | None, typer.Option(help="Embedding size.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Rows per step.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="Decoupled weight decay.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
+) -> None:
+    """Train a model on an interactions file and save it as a model directory."""
+    with user_errors():
+        data = read_table(train, user_col, item_col, rating_col, time_col)
+        valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None
+        options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size,
+                             weight_decay=weight_decay, patience=patience, seed=seed, device=device)
+        estimator = make_model(model, **options)
+        checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
+        if isinstance(estimator, GradientEstimator):
+            estimator.progress = progress_enabled()
+            if checkpoint.exists() and not resume:
+                shutil.rmtree(checkpoint)
+            run = lambda: estimator.fit(data, valid_data, checkpoint_dir=checkpoint, resume=resume)  # noqa: E731
+        else:
+            run = lambda: estimator.fit(data, valid_data)  # noqa: E731
+        try:
+            _, seconds = timed(run)
+        except KeyboardInterrupt:
+            console.print(f"interrupted; the last finished epoch is saved in {checkpoint}; "
+                          "run the same command with --resume to continue")
+            raise typer.Exit(130) from None
+        save(estimator, out_dir)
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    out.print(f"fitted {model} on {len(data):,} rows ({data.n_users:,} users, {data.n_items:,} items) "
+              f"in {seconds:.2f} s -> {out_dir}")
+
+
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    pairs: Annotated[Path, typer.Argument(help="File of (user, item) pairs.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV to write: user,item,prediction,known.")],
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+) -> None:
+    """Predict a score for each (user, item) pair; unknown ids get the baseline and known=false."""
+    with user_errors():
+        model = load(model_dir)
+        frame = _read_pairs(pairs, user_col, item_col)
+        pred = model.predict(frame[user_col], frame[item_col])
+        result = pl.DataFrame({"user": frame[user_col], "item": frame[item_col],
+                               "prediction": pred.values, "known": pred.known})
+        write_csv_atomic(result, out_file)
+    if pred.n_fallback:
+        console.print(f"[yellow]warning:[/] {pred.n_fallback:,} of {len(frame):,} pairs had a user or item "
+                      "unseen in training; they got the baseline prediction (known=false)")
+    out.print(f"wrote {len(frame):,} predictions -> {out_file}")
+
+
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
+    test: Annotated[Path, typer.Argument(help="Held-out interactions.")],
+    train: Annotated[Path | None, typer.Option(help="Training file: fits baselines to compare.")] = None,
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    time_col: TimeCol = "timestamp",
+) -> None:
+    """Score a saved model on a test file, beside the baselines when --train is given."""
+    from recotorch.evaluate.protocol import Report, rating_metrics
+
+    with user_errors():
+        model = load(model_dir)
+        test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=False)
+        report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows)")
+        report.rows.append({"model": model.name, **rating_metrics(model, test_data)})
+        if train is not None:
+            train_data = read_table(train, user_col, item_col, rating_col, time_col, rating_optional=False)
+            for name in ("mean", "bias"):
+                baseline = make_model(name).fit(train_data)
+                report.rows.append({"model": name, **rating_metrics(baseline, test_data)})
+    out.print(report.to_rich())
+
+
+def lr_find(
+    train: Annotated[Path, typer.Argument(help="Interactions file.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="PNG of loss against learning rate.")],
+    model: ModelName = "mf",
+    user_col: UserCol = "user",
+    item_col: ItemCol = "item",
+    rating_col: RatingCol = "rating",
+    time_col: TimeCol = "timestamp",
+) -> None:
+    """Run the learning-rate finder and plot it; prints the suggested peak rate."""
+    with user_errors():
+        data = read_table(train, user_col, item_col, rating_col, time_col)
+        estimator = make_model(model)
+        if not isinstance(estimator, GradientEstimator):
+            raise ValueError(f"model {model!r} is not trained by gradient descent")
+        result = estimator.find_lr(data)
+        result.plot(out_file)
+    out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}")
+
+
+def _read_pairs(path: Path, user_col: str, item_col: str) -> pl.DataFrame:
+    from recotorch.cli.common import file_columns
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    columns = file_columns(path)
+    missing = [c for c in (user_col, item_col) if c not in columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; the file has {columns}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pl.read_parquet(path, columns=[user_col, item_col])
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    return pl.read_csv(path, separator=sep, columns=[user_col, item_col])

@@ -1,0 +1,206 @@
+"""`Interactions`: the one type that carries interaction data through recotorch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import polars as pl
+import torch
+
+from recotorch.data.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class CSR:
+    """Compressed sparse rows over index tensors: row r holds indices[indptr[r]:indptr[r+1]]."""
+
+    indptr: torch.Tensor  # (n_rows + 1,) int64
+    indices: torch.Tensor  # (nnz,) int64, sorted within each row
+    values: torch.Tensor | None = None  # (nnz,) float32
+
+    @property
+    def n_rows(self) -> int:
+        return self.indptr.numel() - 1
+
+    def row(self, r: int) -> torch.Tensor:
+        return self.indices[self.indptr[r] : self.indptr[r + 1]]
+
+    def row_lengths(self) -> torch.Tensor:
+        return self.indptr[1:] - self.indptr[:-1]
+
+    def to_torch_sparse(self, n_cols: int) -> torch.Tensor:
+        values = self.values if self.values is not None else torch.ones(self.indices.numel())
+        return torch.sparse_csr_tensor(self.indptr, self.indices, values, (self.n_rows, n_cols))
+
+    def to_dense(self, n_cols: int) -> torch.Tensor:
+        return self.to_torch_sparse(n_cols).to_dense()
+
+
+def build_csr(rows: torch.Tensor, cols: torch.Tensor, n_rows: int, values: torch.Tensor | None = None) -> CSR:
+    """CSR from coordinate lists (vectorised: one sort, one bincount)."""
+    order = torch.argsort(rows * (int(cols.max()) + 1 if cols.numel() else 1) + cols, stable=True)
+    counts = torch.bincount(rows, minlength=n_rows)
+    indptr = torch.zeros(n_rows + 1, dtype=torch.int64)
+    torch.cumsum(counts, 0, out=indptr[1:])
+    return CSR(indptr, cols[order], None if values is None else values[order])
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Who interacted with what: index tensors over user and item vocabularies.
+
+    `user_idx[n]` interacted with `item_idx[n]`, with optional `rating[n]` (explicit value, or a
+    confidence weight for implicit feedback) and `timestamp[n]` (seconds). `users`/`items` map
+    raw ids to indices; `user_features`/`item_features` hold side information, one row per
+    vocabulary entry in index order, with the raw id in column `id`.
+    """
+
+    user_idx: torch.Tensor
+    item_idx: torch.Tensor
+    users: Vocab
+    items: Vocab
+    rating: torch.Tensor | None = None
+    timestamp: torch.Tensor | None = None
+    user_features: pl.DataFrame | None = None
+    item_features: pl.DataFrame | None = None
+    source: str = "memory"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.user_idx.numel()
+        for name in ("item_idx", "rating", "timestamp"):
+            t = getattr(self, name)
+            if t is not None and t.numel() != n:
+                raise ValueError(f"{name} has {t.numel()} entries but user_idx has {n}")
+        too_big = n and (int(self.user_idx.max()) >= len(self.users) or int(self.item_idx.max()) >= len(self.items))
+        if too_big:
+            raise ValueError("an index is outside its vocabulary")
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pl.DataFrame,
+        *,
+        user: str = "user",
+        item: str = "item",
+        rating: str | None = "rating",
+        timestamp: str | None = "timestamp",
+        users: Vocab | None = None,
+        items: Vocab | None = None,
+        source: str = "memory",
+    ) -> Interactions:
+        """Build from a DataFrame of raw ids; vocabularies are made from it unless given."""
+        users = Vocab.from_values(frame[user]) if users is None else users
+        items = Vocab.from_values(frame[item]) if items is None else items
+        u = users.index(frame[user])
+        i = items.index(frame[item])
+        if (u < 0).any() or (i < 0).any():
+            raise ValueError("some ids are not in the given vocabulary")
+        has = lambda col: bool(col) and col in frame.columns  # noqa: E731
+        r = frame[rating].cast(pl.Float32).to_numpy(writable=True) if has(rating) else None
+        t = frame[timestamp].cast(pl.Int64).to_numpy(writable=True) if has(timestamp) else None
+        return cls(
+            torch.from_numpy(u),
+            torch.from_numpy(i),
+            users,
+            items,
+            None if r is None else torch.from_numpy(r),
+            None if t is None else torch.from_numpy(t),
+            source=source,
+        )
+
+    # ---- basic facts --------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.user_idx.numel()
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        extras = [name for name in ("rating", "timestamp") if getattr(self, name) is not None]
+        extras += [f"{k}({len(v.columns) - 1} cols)" for k, v in
+                   (("user_features", self.user_features), ("item_features", self.item_features)) if v is not None]
+        density = len(self) / max(1, self.n_users * self.n_items)
+        return (f"Interactions({len(self):,} rows, {self.n_users:,} users x {self.n_items:,} items, "
+                f"density {density:.4%}, with {', '.join(extras) or 'ids only'}; from {self.source})")
+
+    # ---- derived views ------------------------------------------------------------------
+    def subset(self, rows: torch.Tensor) -> Interactions:
+        """The same vocabularies over a subset of rows (boolean mask or index tensor)."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return replace(self, user_idx=self.user_idx[rows], item_idx=self.item_idx[rows],
+                       rating=pick(self.rating), timestamp=pick(self.timestamp))
+
+    def compact(self) -> Interactions:
+        """Drop users and items that have no rows; indices renumbered, features kept aligned."""
+        u_keep = torch.unique(self.user_idx)
+        i_keep = torch.unique(self.item_idx)
+        if u_keep.numel() == self.n_users and i_keep.numel() == self.n_items:
+            return self
+        u_map = torch.full((self.n_users,), -1, dtype=torch.int64)
+        u_map[u_keep] = torch.arange(u_keep.numel())
+        i_map = torch.full((self.n_items,), -1, dtype=torch.int64)
+        i_map[i_keep] = torch.arange(i_keep.numel())
+        take = lambda df, keep: None if df is None else df[keep.numpy()]  # noqa: E731
+        return replace(
+            self,
+            user_idx=u_map[self.user_idx],
+            item_idx=i_map[self.item_idx],
+            users=Vocab(self.users.ids.gather(u_keep.numpy())),
+            items=Vocab(self.items.ids.gather(i_keep.numpy())),
+            user_features=take(self.user_features, u_keep),
+            item_features=take(self.item_features, i_keep),
+        )
+
+    def reindex(self, users: Vocab, items: Vocab) -> tuple[Interactions, torch.Tensor]:
+        """Map rows onto other vocabularies; returns (known rows re-indexed, mask of known rows)."""
+        u = torch.from_numpy(users.index(self.users.ids.gather(self.user_idx.numpy())))
+        i = torch.from_numpy(items.index(self.items.ids.gather(self.item_idx.numpy())))
+        known = (u >= 0) & (i >= 0)
+        moved = replace(self, user_idx=u, item_idx=i, users=users, items=items,
+                        user_features=None, item_features=None).subset(known)
+        return moved, known
+
+    def to_csr(self, values: bool = False) -> CSR:
+        """Items of each user as CSR index tensors (the seen-item sets)."""
+        return build_csr(self.user_idx, self.item_idx, self.n_users, self.rating if values else None)
+
+    def to_frame(self) -> pl.DataFrame:
+        """Raw ids (and rating/timestamp) as a DataFrame."""
+        cols: dict[str, Any] = {
+            "user": self.users.ids.gather(self.user_idx.numpy()),
+            "item": self.items.ids.gather(self.item_idx.numpy()),
+        }
+        if self.rating is not None:
+            cols["rating"] = self.rating.numpy()
+        if self.timestamp is not None:
+            cols["timestamp"] = self.timestamp.numpy()
+        return pl.DataFrame(cols)
+
+    def item_popularity(self) -> torch.Tensor:
+        """Number of rows per item, (n_items,)."""
+        return torch.bincount(self.item_idx, minlength=self.n_items)
+
+    def with_features(self, *, user_features: pl.DataFrame | None = None,
+                      item_features: pl.DataFrame | None = None) -> Interactions:
+        """Attach side features (a frame with column `id`), aligned to the vocabularies."""
+        return replace(
+            self,
+            user_features=self.user_features if user_features is None else align_features(user_features, self.users),
+            item_features=self.item_features if item_features is None else align_features(item_features, self.items),
+        )
+
+
+def align_features(features: pl.DataFrame, vocab: Vocab) -> pl.DataFrame:
+    """One row per vocabulary entry in index order (missing ids get nulls)."""
+    if "id" not in features.columns:
+        raise ValueError("side features need an `id` column")
+    keyed = features.with_columns(pl.col("id").cast(vocab.ids.dtype, strict=False))
+    return pl.DataFrame({"id": vocab.ids}).join(keyed, on="id", how="left", maintain_order="left")

@@ -1,0 +1,229 @@
+"""The shared face of every recotorch model: fit, predict, recommend, similar_items, save."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+import torch
+
+from recotorch.data.interactions import CSR, Interactions
+from recotorch.data.vocab import Vocab
+
+Task = Literal["rating", "ranking"]
+MODELS: dict[str, type[Estimator]] = {}
+
+
+def register(cls: type[Estimator]) -> type[Estimator]:
+    """Class decorator: make a model loadable and selectable by its `name`."""
+    MODELS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted values for (user, item) pairs; `known` is False where a fallback answered."""
+
+    values: np.ndarray  # (n,) float32
+    known: np.ndarray  # (n,) bool: both ids were seen in training
+
+    @property
+    def n_fallback(self) -> int:
+        return int((~self.known).sum())
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k lists: row r holds the items for `user_ids[r]`, best first; -1 marks an empty slot."""
+
+    user_ids: list[Any]
+    item_idx: torch.Tensor  # (n_users, k) int64
+    scores: torch.Tensor  # (n_users, k) float32, -inf in empty slots
+    items: Vocab
+
+    def item_ids(self, row: int) -> list[Any]:
+        idx = self.item_idx[row]
+        return self.items.lookup(idx[idx >= 0].numpy())
+
+    def to_frame(self) -> pl.DataFrame:
+        """Long format: user, item, rank (1-based), score; empty slots left out."""
+        filled = self.item_idx >= 0
+        rows, cols = filled.nonzero(as_tuple=True)
+        users = pl.Series("user", self.user_ids, strict=False).gather(rows.numpy())
+        return pl.DataFrame({
+            "user": users,
+            "item": self.items.ids.gather(self.item_idx[rows, cols].numpy()),
+            "rank": (cols + 1).numpy(),
+            "score": self.scores[rows, cols].numpy(),
+        })
+
+
+class Estimator(ABC):
+    """Base class: hyper-parameters in `__init__`, fitted state in attributes ending in `_`.
+
+    Subclasses implement `_fit`, `score` and `_state`/`_restore`; everything that deals with
+    raw ids, seen items, top-k and files lives here once.
+    """
+
+    name: ClassVar[str]
+    task: ClassVar[Task]
+
+    users_: Vocab
+    items_: Vocab
+    seen_: CSR  # training items of each user
+    item_features_: pl.DataFrame | None = None
+
+    # ---- the part each model writes -----------------------------------------------------
+    @abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        """Learn from compacted training data (indices are this model's own)."""
+
+    @abstractmethod
+    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores for index pairs, shape (n,); with `item_idx=None`, all items: (n_users, n_items)."""
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Fitted tensors and JSON-able extras, enough for `_restore`."""
+
+    @abstractmethod
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        """Rebuild fitted state from `_state()` output."""
+
+    # ---- hyper-parameters ---------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters by name, as given to `__init__`."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- fitting ------------------------------------------------------------------------
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Estimator:
+        """Learn from `train`; `valid` (same raw ids) may drive early stopping. Returns self."""
+        if len(train) == 0:
+            raise ValueError("cannot fit on empty interactions")
+        train = train.compact()
+        self.users_, self.items_ = train.users, train.items
+        self.seen_ = train.to_csr()
+        self.item_features_ = train.item_features
+        if valid is not None:
+            valid, _ = valid.reindex(self.users_, self.items_)
+        self._fit(train, valid)
+        return self
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users_)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items_)
+
+    # ---- answering in raw ids -----------------------------------------------------------
+    def predict(self, user_ids: Iterable[Any], item_ids: Iterable[Any]) -> Predictions:
+        """Score (user, item) pairs given as raw ids; unknown ids get `_fallback` values."""
+        u = torch.from_numpy(self.users_.index(user_ids))
+        i = torch.from_numpy(self.items_.index(item_ids))
+        if u.numel() != i.numel():
+            raise ValueError(f"got {u.numel()} users but {i.numel()} items")
+        known = (u >= 0) & (i >= 0)
+        values = self._fallback(u, i)
+        with torch.no_grad():
+            values[known] = self.score(u[known], i[known]).float()
+        return Predictions(values.numpy(), known.numpy())
+
+    def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Values for pairs with an unknown id (-1); rating models answer with their baseline."""
+        return torch.zeros(user_idx.numel())
+
+    def recommend(
+        self,
+        user_ids: Sequence[Any] | Any,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        include: Iterable[Any] | None = None,
+        exclude: Iterable[Any] | None = None,
+        batch_size: int = 4096,
+    ) -> Recommendations:
+        """Top-k items for each user over the whole catalogue, in chunks of `batch_size` users.
+
+        Seen items are left out unless `exclude_seen=False`; `include` restricts the candidates
+        to those items, `exclude` removes items. Unknown users raise `KeyError`.
+        """
+        from recotorch.evaluate.metrics import top_k
+
+        ids = [user_ids] if isinstance(user_ids, (str, int, np.integer)) else list(user_ids)
+        u = torch.from_numpy(self.users_.index(ids))
+        if (u < 0).any():
+            missing = [ids[j] for j in (u < 0).nonzero().flatten().tolist()[:5]]
+            raise KeyError(f"unknown user id(s): {missing}")
+        mask = self._candidate_mask(include, exclude)
+        k = min(k, self.n_items)
+        idx_parts, score_parts = [], []
+        with torch.no_grad():
+            for start in range(0, u.numel(), batch_size):
+                rows = u[start : start + batch_size]
+                scores = self.score(rows).float()
+                if mask is not None:
+                    scores[:, ~mask] = -torch.inf
+                idx, val = top_k(scores, k, exclude=self.seen_ if exclude_seen else None, rows=rows)
+                idx_parts.append(idx)
+                score_parts.append(val)
+        return Recommendations(ids, torch.cat(idx_parts), torch.cat(score_parts), self.items_)
+
+    def _candidate_mask(self, include: Iterable[Any] | None, exclude: Iterable[Any] | None) -> torch.Tensor | None:
+        if include is None and exclude is None:
+            return None
+        mask = torch.ones(self.n_items, dtype=torch.bool)
+        if include is not None:
+            mask[:] = False
+            idx = self.items_.index(list(include))
+            mask[torch.from_numpy(idx[idx >= 0])] = True
+        if exclude is not None:
+            idx = self.items_.index(list(exclude))
+            mask[torch.from_numpy(idx[idx >= 0])] = False
+        return mask
+
+    def item_vectors(self) -> torch.Tensor | None:
+        """Item embeddings (n_items, dim) for similarity, or None if the model has none."""
+        return None
+
+    def similar_items(self, item_ids: Sequence[Any] | Any, k: int = 10) -> Recommendations:
+        """Most similar items by cosine similarity of item vectors (the item itself left out)."""
+        from recotorch.evaluate.metrics import top_k
+
+        vectors = self.item_vectors()
+        if vectors is None:
+            raise NotImplementedError(f"{type(self).__name__} has no item vectors to compare")
+        ids = [item_ids] if isinstance(item_ids, (str, int, np.integer)) else list(item_ids)
+        i = torch.from_numpy(self.items_.index(ids))
+        if (i < 0).any():
+            missing = [ids[j] for j in (i < 0).nonzero().flatten().tolist()[:5]]
+            raise KeyError(f"unknown item id(s): {missing}")
+        unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+        sims = unit[i] @ unit.T
+        sims[torch.arange(i.numel()), i] = -torch.inf
+        idx, val = top_k(sims, max(1, min(k, self.n_items - 1)))
+        return Recommendations(ids, idx, val, self.items_)
+
+    # ---- files --------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write a model directory atomically (see `recotorch.artifacts`)."""
+        from recotorch.artifacts import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: str) -> Estimator:
+        from recotorch.artifacts import load
+
+        return load(path)

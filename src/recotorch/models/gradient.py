@@ -1,0 +1,178 @@
+"""Estimators trained by the shared `Trainer`: they build a module and say what a batch costs."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from recotorch.data.interactions import Interactions
+from recotorch.models.base import Estimator
+from recotorch.models.baselines import fit_biases, partial_bias
+from recotorch.train.config import TrainConfig
+from recotorch.train.losses import mse_loss
+from recotorch.train.lr_finder import LRFind, lr_find
+from recotorch.train.trainer import History, Trainer, resolve_device, seeded
+
+TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress")
+
+
+class GradientEstimator(Estimator):
+    """Base for models over an `nn.Module` trained by mini-batch gradient descent."""
+
+    module_: nn.Module
+    history_: History
+
+    # ---- the part each model writes -----------------------------------------------------
+    @abstractmethod
+    def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        """A freshly initialised module for this many users and items."""
+
+    @abstractmethod
+    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of one batch (a dict of tensors sliced from `_training_tensors`)."""
+
+    @abstractmethod
+    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        """The equal-length tensors the trainer slices into batches."""
+
+    def _valid_loss(self, valid: Interactions) -> float:
+        """The number early stopping watches (lower is better)."""
+        raise NotImplementedError
+
+    # ---- shared machinery ---------------------------------------------------------------
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS})
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, *,
+            checkpoint_dir: str | Path | None = None, resume: bool = False) -> GradientEstimator:
+        """Fit as `Estimator.fit`; `checkpoint_dir` saves each epoch, `resume` continues from it."""
+        self._checkpointing = (checkpoint_dir, resume)
+        return super().fit(train, valid)  # type: ignore[return-value]
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self._prepare(train)
+        cfg = self.train_config()
+        with seeded(cfg.seed):
+            self.module_ = self._build_module(train.n_users, train.n_items)
+        checkpoint_dir, resume = getattr(self, "_checkpointing", (None, False))
+        fingerprint = {"model": self.name, "params": {k: repr(v) for k, v in self.get_params().items()},
+                       "rows": len(train), "checksum": _data_checksum(train)}
+        trainer = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume, fingerprint=fingerprint)
+        validate = None if valid is None or len(valid) == 0 else (lambda: self._valid_loss(valid))
+        self.history_ = trainer.fit(self.module_, self._batch_loss, self._training_tensors(train), validate)
+
+    def _prepare(self, train: Interactions) -> None:
+        """Hook run before the module is built (e.g. fit a fallback baseline)."""
+
+    def find_lr(self, train: Interactions, **kwargs: Any) -> LRFind:
+        """Run the learning-rate finder on a fresh module (this estimator stays unfitted)."""
+        train = train.compact()
+        self._prepare(train)
+        cfg = self.train_config()
+        with seeded(cfg.seed):
+            self.module_ = self._build_module(train.n_users, train.n_items)
+        try:
+            return lr_find(self.module_, self._batch_loss, self._training_tensors(train), cfg, **kwargs)
+        finally:
+            del self.module_
+
+    @property
+    def module_device(self) -> torch.device:
+        return next(self.module_.parameters()).device
+
+    def _module_extra(self) -> dict[str, Any]:
+        return {"n_users": self.n_users, "n_items": self.n_items,
+                "history": {"epochs": [e.__dict__ for e in self.history_.epochs],
+                            "step_losses": self.history_.step_losses,
+                            "best_epoch": self.history_.best_epoch}}
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"module.{k}": v.detach().cpu() for k, v in self.module_.state_dict().items()}
+        return tensors, self._module_extra()
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.module_ = self._build_module(extra["n_users"], extra["n_items"])
+        self.module_.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("module.")})
+        device = resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
+        self.module_.to(device).eval()
+        h = extra.get("history") or {"epochs": [], "step_losses": []}
+        self.history_ = History.from_dict({"epochs": h["epochs"], "step_losses": h["step_losses"],
+                                           "best_epoch": h.get("best_epoch")})
+
+
+class RatingModel(GradientEstimator):
+    """A gradient model of explicit ratings: MSE loss, and a bias baseline for unknown ids."""
+
+    task = "rating"
+
+    def _prepare(self, train: Interactions) -> None:
+        if train.rating is None:
+            raise ValueError(f"{type(self).__name__} predicts ratings; these interactions have none "
+                             "(use an implicit-feedback model, or name the rating column)")
+        self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
+        lo, hi = float(train.rating.min()), float(train.rating.max())
+        self.rating_range_ = self._resolve_range(lo, hi)
+
+    def _resolve_range(self, lo: float, hi: float) -> tuple[float, float] | None:
+        """Output range of the sigmoid: given, or from the data as the course's (0, 5.5) for 1-5."""
+        chosen = getattr(self, "rating_range", "auto")
+        if chosen == "auto":
+            span = hi - lo if hi > lo else 1.0
+            return (lo - span / 4, hi + span / 8)
+        return None if chosen is None else (float(chosen[0]), float(chosen[1]))
+
+    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
+
+    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return mse_loss(self.module_(batch["user_idx"], batch["item_idx"]), batch["rating"])
+
+    def _valid_loss(self, valid: Interactions) -> float:
+        dev = self.module_device
+        pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
+        return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
+
+    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
+        dev = self.module_device
+        with torch.no_grad():
+            if item_idx is None:
+                return self.module_.score_all(user_idx.to(dev)).cpu()
+            return self.module_(user_idx.to(dev), item_idx.to(dev)).cpu()
+
+    def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        mean, user_bias, item_bias = self.baseline_
+        out = partial_bias(mean, user_bias, item_bias, user_idx, item_idx)
+        return out if self.rating_range_ is None else out.clamp(*self.rating_range_)
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = super()._state()
+        mean, user_bias, item_bias = self.baseline_
+        tensors |= {"baseline.user_bias": user_bias, "baseline.item_bias": item_bias}
+        extra |= {"baseline_mean": mean, "rating_range": self.rating_range_}
+        return tensors, extra
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.rating_range_ = None if extra["rating_range"] is None else tuple(extra["rating_range"])
+        self.baseline_ = (extra["baseline_mean"], tensors["baseline.user_bias"], tensors["baseline.item_bias"])
+        super()._restore(tensors, extra)
+
+
+def squash(raw: torch.Tensor, rating_range: tuple[float, float] | None) -> torch.Tensor:
+    """The course's sigmoid onto (lo, hi); identity when there is no range."""
+    if rating_range is None:
+        return raw
+    lo, hi = rating_range
+    return torch.sigmoid(raw) * (hi - lo) + lo
+
+
+def _data_checksum(train: Interactions) -> int:
+    """A cheap fingerprint of the training rows, so a checkpoint is never resumed on other data."""
+    weights = torch.arange(1, len(train) + 1, dtype=torch.int64) % 1_000_003
+    total = int((train.user_idx * weights).sum() * 31 + (train.item_idx * weights).sum())
+    if train.rating is not None:
+        total += int((train.rating.double() * weights).sum() * 1000)
+    return total

@@ -1,0 +1,96 @@
+"""Neural collaborative filtering: concatenated embeddings through an MLP (the course's NN model)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+from recotorch.models.base import register
+from recotorch.models.gradient import RatingModel, squash
+from recotorch.models.mf import RatingRange
+
+# Cells of the (users x items x hidden) tensor built per chunk when scoring whole catalogues.
+_SCORE_ALL_BUDGET = 2**25
+
+
+class ConcatMLP(nn.Module):
+    """score(u, i) = squash(MLP([p_u ; q_i])).
+
+    The first linear layer acts on the concatenation, so it splits into a user part and an
+    item part; `score_all` uses that to score a user against every item without materialising
+    B x n_items concatenated inputs.
+    """
+
+    def __init__(self, n_users: int, n_items: int, user_dim: int, item_dim: int,
+                 layers: Sequence[int], dropout: float, rating_range: tuple[float, float] | None) -> None:
+        super().__init__()
+        self.user_factors = nn.Embedding(n_users, user_dim)
+        self.item_factors = nn.Embedding(n_items, item_dim)
+        nn.init.normal_(self.user_factors.weight, 0.0, 0.01)
+        nn.init.normal_(self.item_factors.weight, 0.0, 0.01)
+        widths = [user_dim + item_dim, *layers]
+        self.first = nn.Linear(widths[0], widths[1])
+        rest: list[nn.Module] = []
+        for w_in, w_out in pairwise(widths[1:]):
+            rest += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(w_in, w_out)]
+        rest += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(widths[-1], 1)]
+        self.rest = nn.Sequential(*rest)
+        self.rating_range = rating_range
+        self.user_dim = user_dim
+
+    def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.user_factors(user_idx), self.item_factors(item_idx)], dim=-1)
+        return squash(self.rest(self.first(x)).squeeze(-1), self.rating_range)
+
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        w_user, w_item = self.first.weight[:, : self.user_dim], self.first.weight[:, self.user_dim :]
+        h_user = self.user_factors(user_idx) @ w_user.T + self.first.bias  # (B, H)
+        h_item = self.item_factors.weight @ w_item.T  # (n_items, H)
+        chunk = max(1, _SCORE_ALL_BUDGET // (h_item.numel()))
+        parts = []
+        for start in range(0, h_user.shape[0], chunk):
+            h = h_user[start : start + chunk, None, :] + h_item[None, :, :]  # (b, n_items, H)
+            parts.append(self.rest(h).squeeze(-1))
+        return squash(torch.cat(parts), self.rating_range)
+
+
+@register
+class NeuralCF(RatingModel):
+    """User and item embeddings concatenated and fed through an MLP, squashed onto the rating range.
+
+    >>> NeuralCF(user_dim=64, item_dim=64, layers=(128,)).fit(train).predict([196], [242])
+    """
+
+    name = "ncf"
+
+    def __init__(self, user_dim: int = 64, item_dim: int = 64, layers: Sequence[int] = (128,),
+                 dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 5,
+                 batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.1,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu",
+                 progress: bool = False) -> None:
+        self.user_dim = user_dim
+        self.item_dim = item_dim
+        self.layers = tuple(layers)
+        self.dropout = dropout
+        self.rating_range = rating_range
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.seed = seed
+        self.device = device
+        self.progress = progress
+
+    def _build_module(self, n_users: int, n_items: int) -> ConcatMLP:
+        return ConcatMLP(n_users, n_items, self.user_dim, self.item_dim, self.layers, self.dropout,
+                         self.rating_range_)
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.module_.item_factors.weight.detach().cpu()
+
+    def user_vectors(self) -> torch.Tensor:
+        return self.module_.user_factors.weight.detach().cpu()

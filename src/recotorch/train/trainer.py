@@ -1,0 +1,225 @@
+"""The one training loop: every gradient-trained model supplies a batch loss, this owns the rest."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from recotorch.train.config import TrainConfig
+from recotorch.train.progress import EpochProgress
+
+BatchLoss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+Validate = Callable[[], float]
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run a block with the RNGs seeded, restoring the caller's RNG state afterwards."""
+    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" picks CUDA when present; anything else is passed to `torch.device`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    valid_loss: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch records plus per-step losses (for learning curves)."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    resumed_from: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(e.seconds for e in self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**{**d, "epochs": [EpochRecord(**e) for e in d["epochs"]]})
+
+
+class Trainer:
+    """Mini-batch training over tensors: shuffled index slices, AdamW, one-cycle, checkpoints.
+
+    `data` is a dict of equal-length tensors (e.g. user_idx, item_idx, rating); each step hands
+    `batch_loss` the same dict sliced to one batch. With `checkpoint_dir`, the state after each
+    epoch is written there atomically; `resume=True` continues from it, giving the same numbers
+    as an uninterrupted run because every epoch's shuffling and dropout are seeded by its number.
+    """
+
+    def __init__(self, config: TrainConfig, *, checkpoint_dir: str | Path | None = None,
+                 resume: bool = False, fingerprint: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.resume = resume
+        self.fingerprint = json.dumps({"config": config.fingerprint(), **(fingerprint or {})}, sort_keys=True)
+        self.device = resolve_device(config.device)
+
+    def fit(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor],
+            validate: Validate | None = None) -> History:
+        cfg = self.config
+        n = _common_length(data)
+        module.to(self.device)
+        data = {k: _to_device(v, self.device) for k, v in data.items()}
+        n_batches = math.ceil(n / cfg.batch_size)
+        steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      betas=(0.9, 0.99))
+        scheduler = _make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+        history, best_state, start = History(), None, 0
+        state = self._load_checkpoint()
+        if state is not None:
+            module.load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = History.from_dict(json.loads(state["history"]))
+            best_state = state.get("best")
+            start = history.epochs[-1].epoch + 1 if history.epochs else 0
+            history.resumed_from = start
+        bar = EpochProgress(enabled=cfg.progress, total_epochs=cfg.epochs, steps=n_batches)
+        with bar:
+            for epoch in range(start, cfg.epochs):
+                if history.stopped_early:
+                    break
+                tic = time.perf_counter()
+                train_loss = self._run_epoch(module, batch_loss, data, n, epoch, optimizer, scheduler, history, bar)
+                valid_loss = None
+                if validate is not None:
+                    module.eval()
+                    with torch.no_grad():
+                        valid_loss = float(validate())
+                    module.train()
+                history.epochs.append(EpochRecord(epoch, train_loss, valid_loss,
+                                                  optimizer.param_groups[0]["lr"], time.perf_counter() - tic))
+                bar.end_epoch(epoch, train_loss, valid_loss)
+                if valid_loss is not None:
+                    best_state = self._track_best(module, history, best_state)
+                self._save_checkpoint(module, optimizer, scheduler, history, best_state)
+        if best_state is not None and cfg.patience is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        return history
+
+    def _run_epoch(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor], n: int,
+                   epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, history: History,
+                   bar: EpochProgress) -> float:
+        cfg = self.config
+        module.train()
+        shuffle = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=shuffle).to(self.device)
+        total = torch.zeros((), device=self.device)
+        n_batches = math.ceil(n / cfg.batch_size)
+        with seeded(cfg.seed + 1 + epoch, self.device):  # dropout etc.
+            for b in range(n_batches):
+                rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                loss = batch_loss({k: v[rows] for k, v in data.items()})
+                (loss / cfg.grad_accum).backward()
+                last = b == n_batches - 1
+                if (b + 1) % cfg.grad_accum == 0 or last:
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                total += loss.detach() * rows.numel()
+                if b % 16 == 0 or last:  # a sync every 16 steps keeps the bar live but cheap
+                    value = float(loss.detach())
+                    history.step_losses.append(value)
+                    bar.step(epoch, b + 1, value)
+        return float(total) / n
+
+    def _track_best(self, module: nn.Module, history: History, best_state: dict | None) -> dict | None:
+        cfg = self.config
+        current = history.epochs[-1]
+        best = history.best_epoch
+        best_loss = None if best is None else next(e.valid_loss for e in history.epochs if e.epoch == best)
+        if best_loss is None or current.valid_loss < best_loss:  # type: ignore[operator]
+            history.best_epoch = current.epoch
+            return copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        if cfg.patience is not None and current.epoch - history.best_epoch >= cfg.patience:  # type: ignore[operator]
+            history.stopped_early = True
+        return best_state
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    @property
+    def _checkpoint_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / "checkpoint.pt"
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        path = self._checkpoint_path
+        if not self.resume or path is None or not path.exists():
+            return None
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{path} was written by a run with other settings or data; "
+                             "remove it or run without resume")
+        return state
+
+    def _save_checkpoint(self, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                         history: History, best_state: dict | None) -> None:
+        path = self._checkpoint_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"module": module.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "history": json.dumps(history.to_dict()),
+                    "best": best_state, "fingerprint": self.fingerprint}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def _make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> Any:
+    if cfg.schedule == "one_cycle" and total_steps >= 4:
+        # each phase needs at least one whole step, which very short runs would not give it
+        pct = min(max(cfg.pct_start, 1.5 / total_steps), 1 - 1.5 / total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+                                                   pct_start=pct)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _common_length(data: dict[str, torch.Tensor]) -> int:
+    lengths = {k: v.shape[0] for k, v in data.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"training tensors differ in length: {lengths}")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError("no training rows")
+    return n
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
