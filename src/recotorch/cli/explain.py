@@ -1,0 +1,91 @@
+"""`recotorch explain`: what a trained model learned, as tables on screen and files to look at."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.table import Table
+
+from recotorch.cli.common import out, user_errors
+
+
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory (e.g. runs/quickstart/model-mf).")],
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write (default: MODEL_DIR/explain).")]
+    = None,
+    item: Annotated[list[str] | None, typer.Option(help="Item id(s) whose nearest items to show.")] = None,
+    top: Annotated[int, typer.Option(help="Rows per table.")] = 10,
+    clusters: Annotated[int, typer.Option(help="Number of user clusters (0 to skip).")] = 6,
+    map_items: Annotated[int, typer.Option(help="Most-rated items used for the PCA map.")] = 1000,
+) -> None:
+    """Biases (lowest/highest), a PCA map of item embeddings, nearest items and user clusters."""
+    from recotorch.artifacts import load
+    from recotorch.explain import item_bias_table, nearest_items, pca_map, plot_pca_map, user_clusters
+
+    with user_errors():
+        model = load(model_dir)
+        target = out_dir or model_dir / "explain"
+        target.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        summary: dict = {"model": model.name}
+        if hasattr(model, "item_biases"):
+            tables = item_bias_table(model, n=top, min_count=5)
+            for side, frame in tables.items():
+                out.print(_table(f"Items with the {side} learned bias (>= 5 ratings)", frame))
+                written.append(_write(frame, target / f"bias_{side}.csv"))
+            summary["bias"] = {side: frame.to_dicts() for side, frame in tables.items()}
+        if model.item_vectors() is not None:
+            result = pca_map(model, top_items=map_items)
+            written.append(plot_pca_map(result, target / "pca_map.png", title=f"{model.name} item embeddings"))
+            written.append(_write(result.coords, target / "pca_coords.csv"))
+            written.append(_write(result.loadings, target / "pca_loadings.csv"))
+            out.print(_table("What the first components separate (items at each end)",
+                             result.loadings.filter(pl.col("component") <= 2)))
+            if result.genres is not None:
+                written.append(_write(result.genres, target / "pca_genres.csv"))
+                out.print(_table("Mean component score by genre", result.genres))
+            summary["pca"] = {"explained_variance": result.explained, "loadings": result.loadings.to_dicts()}
+            for raw in item or []:
+                frame = nearest_items(model, _as_id(model, raw), k=top)
+                out.print(_table(f"Nearest items to {raw}", frame))
+                summary.setdefault("nearest", {})[raw] = frame.to_dicts()
+        if clusters and hasattr(model, "user_vectors"):
+            profile = user_clusters(model, k=clusters)
+            out.print(_table("User clusters", profile.profiles))
+            written.append(_write(profile.assignments, target / "user_clusters.csv"))
+            summary["clusters"] = profile.profiles.to_dicts()
+        (target / "explain.json").write_text(json.dumps(summary, indent=1, default=str))
+        written.append(target / "explain.json")
+    out.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _as_id(model, raw: str):  # noqa: ANN001, ANN202 - ids arrive as text on the command line
+    return int(raw) if model.items_.is_integer else raw
+
+
+def _write(frame: pl.DataFrame, path: Path) -> Path:
+    flat = frame.with_columns(pl.col(c).cast(pl.List(pl.Utf8)).list.join(", ")
+                              for c, t in frame.schema.items() if isinstance(t, pl.List))
+    flat.write_csv(path)
+    return path
+
+
+def _table(title: str, frame: pl.DataFrame) -> Table:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(col)
+    for row in frame.iter_rows():
+        table.add_row(*(_cell(v) for v in row))
+    return table
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
