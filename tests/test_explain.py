@@ -64,7 +64,7 @@ def test_nearest_items_to_star_wars_are_its_sequels(mf_dir):
 def test_kmeans_separates_obvious_groups():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(50, 2, generator=g) * 0.1 + 5, torch.randn(60, 2, generator=g) * 0.1 - 5])
-    labels, centres = kmeans(x, 2, seed=1)
+    labels, _ = kmeans(x, 2, seed=1)
     assert torch.bincount(labels).sort().values.tolist() == [50, 60]
     assert labels[:50].unique().numel() == 1 and labels[50:].unique().numel() == 1
     with pytest.raises(ValueError):

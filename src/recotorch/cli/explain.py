@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from recotorch.cli.common import out, user_errors
+from recotorch.models.base import Estimator
 
 
 def explain(
@@ -63,7 +64,7 @@ def explain(
     out.print("wrote " + ", ".join(str(p) for p in written))
 
 
-def _as_id(model, raw: str):  # noqa: ANN001, ANN202 - ids arrive as text on the command line
+def _as_id(model: Estimator, raw: str) -> int | str:
     return int(raw) if model.items_.is_integer else raw
 
 

@@ -1,7 +1,8 @@
-"""Errors raised while reading data: each says which file, line and column is at fault."""
+"""Errors raised while reading data, and helpers that find the line a problem is on."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 
@@ -60,3 +61,67 @@ class DownloadError(DataError):
 
 def _rebuild(cls: type[DataError], path, message, line, column, row) -> DataError:
     return cls(path, message, line=line, column=column, row=row)
+
+
+# ---- finding where a text file goes wrong (only called once something already failed) -------
+_CHUNK = 1 << 22
+
+
+def record_line(path: Path, record: int, *, sep: str, encoding: str = "utf-8") -> int | None:
+    """1-based line on which 0-based record `record` (header included) starts.
+
+    Arithmetic unless the file has quotes (a quoted field may span lines); then we count.
+    """
+    if len(sep) != 1 or not _contains(path, b'"'):
+        return record + 1
+    with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
+        reader, prev = csv.reader(f, delimiter=sep), 0
+        for k, _ in enumerate(reader):
+            if k == record:
+                return prev + 1
+            prev = reader.line_num
+    return None
+
+
+def first_long_record(path: Path, n_fields: int, *, sep: str,
+                      encoding: str = "utf-8") -> tuple[int, int] | None:
+    """(line, number of fields) of the first record with more than `n_fields` fields."""
+    with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
+        reader, prev = csv.reader(f, delimiter=sep), 0
+        for record in reader:
+            if len(record) > n_fields:
+                return prev + 1, len(record)
+            prev = reader.line_num
+    return None
+
+
+def first_undecodable(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
+    """(line, bad byte, the bytes of that line before it), or None if the file decodes."""
+    line, line_start, offset, carry = 1, 0, 0, b""
+    with Path(path).open("rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            buf = carry + chunk
+            try:
+                buf.decode(encoding)
+                n = len(buf)
+            except UnicodeDecodeError as e:
+                if chunk and e.reason == "unexpected end of data":
+                    n = e.start  # a character cut by the chunk boundary: carry it over
+                else:
+                    nl = buf.rfind(b"\n", 0, e.start)
+                    start = offset + nl + 1 if nl >= 0 else line_start
+                    f.seek(start)
+                    prefix = f.read(offset + e.start - start)
+                    return line + buf.count(b"\n", 0, e.start), buf[e.start], prefix
+            line += buf.count(b"\n", 0, n)
+            nl = buf.rfind(b"\n", 0, n)
+            line_start = offset + nl + 1 if nl >= 0 else line_start
+            carry, offset = buf[n:], offset + n
+            if not chunk:
+                return None
+
+
+def _contains(path: Path, needle: bytes) -> bool:
+    with Path(path).open("rb") as f:
+        return any(needle in chunk for chunk in iter(lambda: f.read(_CHUNK), b""))

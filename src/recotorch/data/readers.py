@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from recotorch.data.errors import DataError
+from recotorch.data.errors import DataError, first_long_record, first_undecodable, record_line
 from recotorch.data.interactions import Interactions
 
 log = logging.getLogger("recotorch")
@@ -34,7 +35,6 @@ _SNIFF_ORDER = ("\t", "::", ",", ";", "|", " ")
 _INT_ID = r"^-?(?:0|[1-9][0-9]{0,17})$"  # ints without leading zeros ("007" stays a string)
 _ROLE_NAMES = {"user": "user id", "item": "item id", "rating": "rating", "timestamp": "timestamp"}
 _TIME_HINT = "expected integer seconds since 1970 or an ISO date/time like 2024-01-31T12:00:00"
-_CHUNK = 1 << 22
 
 
 @dataclass
@@ -66,8 +66,11 @@ def read_interactions(
     Columns are named by header name or 0-based position. Without a header, named columns
     are taken in the order user, item, rating, timestamp (skipping those set to None).
     `rating`/`timestamp` = None reads implicit data. `sep` comes from the extension (.csv, .tsv)
-    or is sniffed; it may be several characters ("::"). Timestamps may be integer epoch
-    seconds or ISO date/times (converted to epoch seconds, UTC when no offset is given).
+    or is sniffed; it may be several characters ("::"). Ids that all look like integers
+    (no leading zeros; judged on the first 1,000 rows, then on the whole column when a later
+    value is not one) are kept as Int64, any others as strings. Timestamps may be integer
+    epoch seconds or ISO date/times (converted to epoch seconds, UTC when no offset is given).
+    Non-UTF-8 files (`encoding="latin1"`, ...) are transcoded in memory.
 
     >>> data = read_interactions("ratings.csv", user="userId", item="movieId")  # doctest: +SKIP
     """
@@ -116,14 +119,24 @@ def write_interactions(interactions: Interactions, path: str | Path) -> Path:
 
 
 def drop_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Keep one row per (user, item): the latest by timestamp, the last in order on ties."""
-    n = frame.height
-    if n == 0 or frame.select(_pair_key(frame).n_unique()).item() == n:
+    """Keep one row per (user, item): the latest by timestamp, the last in order on ties.
+
+    One sort of a 64-bit pair key finds the repeated pairs; only their rows are ranked.
+    """
+    key = frame.select(_pair_key(frame).alias("k"))["k"]
+    ordered = key.sort()
+    repeated = ordered.filter(ordered == ordered.shift(1))
+    if repeated.is_empty():
         return frame, 0
     order = ["timestamp", "_ord"] if "timestamp" in frame.columns else ["_ord"]
-    kept = (frame.with_row_index("_ord").sort(order)
-            .unique(subset=["user", "item"], keep="last").sort("_ord").drop("_ord"))
-    return kept, n - kept.height
+    suspects = frame.with_row_index("_ord").filter(key.is_in(repeated.implode()))
+    kept = suspects.sort(order).unique(subset=["user", "item"], keep="last")["_ord"]
+    dropped = suspects["_ord"].filter(~suspects["_ord"].is_in(kept.implode()))
+    if dropped.is_empty():  # only hash collisions
+        return frame, 0
+    keep = np.ones(frame.height, dtype=bool)
+    keep[dropped.to_numpy()] = False
+    return frame.filter(pl.Series(keep)), len(dropped)
 
 
 def _pair_key(frame: pl.DataFrame) -> pl.Expr:
@@ -158,24 +171,55 @@ def _read_text(path: Path, wanted: dict, *, sep: str | None, has_header: bool,
                                                else f"column {pos + 1}")
              for role, pos in positions.items()}
     source: str | bytes = str(path)
-    if codec != "utf-8":
-        try:
-            source = path.read_bytes().decode(codec).encode("utf-8")
-        except UnicodeDecodeError:
-            raise _undecodable(path, codec, encoding, sep, header, positions, names) from None
-    locate = _text_locator(path, sep, codec, has_header)
+    locate = lambda rec: (record_line(path, rec + has_header, sep=sep, encoding=codec), None)  # noqa: E731
     try:
+        if codec != "utf-8":  # Polars reads UTF-8 only: transcode in memory
+            source = path.read_bytes().decode(codec).encode("utf-8")
         if len(sep) == 1:
-            frame = pl.read_csv(source, separator=sep, has_header=has_header,
-                                columns=list(positions.values()), infer_schema=False)
-            frame.columns = list(positions)
+            frame = _read_delimited(source, sep, header, len(fields), positions)
         else:
             frame = _read_multichar(path, source, sep, has_header, positions, len(fields), locate)
-    except pl.exceptions.PolarsError as exc:
-        if codec == "utf-8" and _find_undecodable(path, codec):
-            raise _undecodable(path, codec, encoding, sep, header, positions, names) from None
-        raise _structure_error(path, sep, codec, has_header, len(fields), exc) from None
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise _diagnose(path, codec, encoding, sep, header, len(fields), names, positions, exc) from None
     return _Table(path, frame, names, locate, text=True, has_header=has_header)
+
+
+def _read_delimited(source: str | bytes, sep: str, header: list[str] | None, n_fields: int,
+                    positions: dict) -> pl.DataFrame:
+    """Read typed when the first rows say the values are plain numbers, else as text.
+
+    Typed reading needs about half the memory; a value that does not parse sends us back
+    to reading text, where validation finds and names it.
+    """
+    def read(dtypes: dict, n_rows: int | None = None) -> pl.DataFrame:
+        if header is not None:
+            frame = pl.read_csv(source, separator=sep, columns=list(positions.values()),
+                                schema_overrides={header[positions[r]]: t for r, t in dtypes.items()},
+                                infer_schema=False, n_rows=n_rows)
+        else:
+            schema = {f"_{i}": pl.String for i in range(n_fields)}
+            schema.update({f"_{positions[r]}": t for r, t in dtypes.items()})
+            frame = (pl.scan_csv(source, separator=sep, has_header=False, schema=schema,
+                                 n_rows=n_rows).select(f"_{p}" for p in positions.values()).collect())
+        frame.columns = list(positions)
+        return frame
+
+    sample = read({}, n_rows=1000)
+    dtypes = {role: _sample_dtype(role, sample[role]) for role in positions}
+    if any(dtype != pl.String for dtype in dtypes.values()):
+        try:
+            return read(dtypes)
+        except pl.exceptions.ComputeError:
+            pass
+    return read({})
+
+
+def _sample_dtype(role: str, s: pl.Series) -> pl.DataType:
+    s = s.drop_nulls()
+    if role in ("user", "item"):
+        return pl.Int64 if s.str.contains(_INT_ID).all() else pl.String
+    target = pl.Float64 if role == "rating" else pl.Int64
+    return target if s.cast(target, strict=False).null_count() == 0 else pl.String
 
 
 def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int) -> dict:
@@ -205,10 +249,13 @@ def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int
 def _sniff(path: Path, head: str) -> str:
     lines = [ln.rstrip("\r") for ln in head.split("\n") if ln.strip()]
     if len(head) >= 1 << 16:
-        lines = lines[:-1]  # the last line may be cut short
-    for cand in _SNIFF_ORDER:
-        counts = {ln.count(cand) for ln in lines[:50]}
-        if len(counts) == 1 and counts.pop() > 0:
+        lines = lines[:-1] or lines  # the last line may be cut short
+    counts = {cand: [ln.count(cand) for ln in lines[:50]] for cand in _SNIFF_ORDER}
+    for cand, seen in counts.items():  # the same number on every line, else on every line at all
+        if min(seen) > 0 and len(set(seen)) == 1:
+            return cand
+    for cand, seen in counts.items():
+        if min(seen) > 0:
             return cand
     raise DataError(path, "cannot tell the field separator; pass sep=...", line=1)
 
@@ -232,84 +279,20 @@ def _read_multichar(path: Path, source: str | bytes, sep: str, has_header: bool,
                         for role, pos in positions.items())
 
 
-def _text_locator(path: Path, sep: str, codec: str, has_header: bool) -> Callable:
-    """Record index -> line: arithmetic unless quoted fields might span lines."""
-    def locate(rec: int) -> tuple[int | None, int | None]:
-        if len(sep) != 1 or not _contains(path, b'"'):
-            return rec + 1 + has_header, None
-        with path.open(newline="", encoding=codec, errors="replace") as f:
-            reader, prev = csv.reader(f, delimiter=sep), 0
-            for k, _ in enumerate(reader):
-                if k == rec + has_header:
-                    return prev + 1, None
-                prev = reader.line_num
-        return None, rec + 1
-    return locate
-
-
-def _contains(path: Path, needle: bytes) -> bool:
-    with path.open("rb") as f:
-        return any(needle in chunk for chunk in iter(lambda: f.read(_CHUNK), b""))
-
-
-def _find_undecodable(path: Path, codec: str) -> tuple[int, int, int, int] | None:
-    """(line, bad byte, offset of the line start, offset of the byte), or None if all decodes."""
-    line, line_start, offset, carry = 1, 0, 0, b""
-    with path.open("rb") as f:
-        while True:
-            chunk = f.read(_CHUNK)
-            buf = carry + chunk
-            if not buf:
-                return None
-            try:
-                buf.decode(codec)
-                n = len(buf)
-            except UnicodeDecodeError as e:
-                if chunk and e.reason == "unexpected end of data":
-                    n = e.start  # a character cut by the chunk boundary: carry it over
-                else:
-                    nl = buf.rfind(b"\n", 0, e.start)
-                    start = offset + nl + 1 if nl >= 0 else line_start
-                    return line + buf.count(b"\n", 0, e.start), buf[e.start], start, offset + e.start
-            line += buf.count(b"\n", 0, n)
-            nl = buf.rfind(b"\n", 0, n)
-            line_start = offset + nl + 1 if nl >= 0 else line_start
-            carry, offset = buf[n:], offset + n
-            if not chunk:
-                return None
-
-
-def _undecodable(path: Path, codec: str, encoding: str, sep: str, header: list[str] | None,
-                 positions: dict, names: dict) -> DataError:
-    found = _find_undecodable(path, codec)
-    if found is None:  # pragma: no cover - only called after a decode failure
-        return DataError(path, f"cannot decode the file as {encoding!r}")
-    line, byte, start, at = found
-    with path.open("rb") as f:
-        f.seek(start)
-        prefix = f.read(at - start)
-    column = None
-    if b'"' not in prefix:
-        field = prefix.count(sep.encode())
+def _diagnose(path: Path, codec: str, encoding: str, sep: str, header: list[str] | None,
+              n_fields: int, names: dict, positions: dict, exc: Exception) -> DataError:
+    """After a failed read: name the first undecodable byte, or overlong record, by line."""
+    if found := first_undecodable(path, codec):
+        line, byte, prefix = found
+        field = prefix.count(sep.encode()) if b'"' not in prefix else -1
         by_pos = {pos: names[role] for role, pos in positions.items()}
-        column = by_pos.get(field) or (header[field] if header and field < len(header) else None)
-    hint = ' (is it Latin-1? pass encoding="latin1")' if codec == "utf-8" else ""
-    return DataError(path, f"cannot decode byte 0x{byte:02x} as {encoding!r}{hint}",
-                     line=line, column=column)
-
-
-def _structure_error(path: Path, sep: str, codec: str, has_header: bool, n_fields: int,
-                     exc: Exception) -> DataError:
-    """Find the first record with too many fields; else pass Polars' own message on."""
-    if len(sep) == 1:
-        with path.open(newline="", encoding=codec, errors="replace") as f:
-            reader, prev = csv.reader(f, delimiter=sep), 0
-            for record in reader:
-                if len(record) > n_fields:
-                    what = "the header has" if has_header else "the first line has"
-                    return DataError(path, f"{len(record)} fields, but {what} {n_fields}",
-                                     line=prev + 1)
-                prev = reader.line_num
+        column = by_pos.get(field) or (header[field] if header and 0 <= field < len(header) else None)
+        hint = ' (is it Latin-1? pass encoding="latin1")' if codec == "utf-8" else ""
+        return DataError(path, f"cannot decode byte 0x{byte:02x} as {encoding!r}{hint}",
+                         line=line, column=column)
+    if len(sep) == 1 and (long := first_long_record(path, n_fields, sep=sep, encoding=codec)):
+        what = "the header has" if header else "the first line has"
+        return DataError(path, f"{long[1]} fields, but {what} {n_fields}", line=long[0])
     return DataError(path, f"cannot be read as {sep!r}-separated text: {str(exc).splitlines()[0]}")
 
 
@@ -411,10 +394,11 @@ def _check_rating(s: pl.Series, rating_range: tuple[float, float] | None):
     value = r[bad]
     if value is None:
         return r, (bad, "missing rating (empty field)")
+    shown = f": {raw[bad]!r}" if raw.dtype == pl.String else ""
     if value != value:
-        return r, (bad, f"rating is NaN: {raw[bad]!r}")
+        return r, (bad, f"rating is NaN{shown}")
     if value in (float("inf"), float("-inf")):
-        return r, (bad, f"not a finite number: {raw[bad]!r}")
+        return r, (bad, f"rating is not a finite number{shown or f': {value}'}")
     return r, (bad, f"rating {value:g} is outside rating_range {rating_range}")
 
 
