@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recotorch.cli import explain, quickstart, rating
+from recotorch.cli import explain, quickstart, ranking, rating, serve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Recommender systems in PyTorch: fit, evaluate, recommend, explain, serve.")
@@ -13,7 +13,10 @@ app.command("fit")(rating.fit)
 app.command("predict")(rating.predict)
 app.command("evaluate")(rating.evaluate)
 app.command("lr-find")(rating.lr_find)
+app.command("recommend")(ranking.recommend)
+app.command("similar")(ranking.similar)
 app.command("explain")(explain.explain)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -1,0 +1,299 @@
+"""read_interactions / write_interactions: formats, id types, duplicates, and every validation error."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recotorch.data import errors
+from recotorch.data.errors import DataError, first_undecodable
+from recotorch.data.readers import read_interactions, write_interactions
+
+HEADER = "user,item,rating,timestamp\n"
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def fails(path: Path, **kwargs) -> DataError:
+    with pytest.raises(DataError) as info:
+        read_interactions(path, **kwargs)
+    return info.value
+
+
+def rows(data) -> list[tuple]:
+    return data.to_frame().rows()
+
+
+# ---- reading ---------------------------------------------------------------------------------
+def test_csv_with_all_columns(tmp_path):
+    data = read_interactions(write(tmp_path, "r.csv", HEADER + "1,10,4.5,100\n2,11,3,200\n"))
+    assert rows(data) == [(1, 10, 4.5, 100), (2, 11, 3.0, 200)]
+    assert data.users.ids.dtype == pl.Int64 and data.items.ids.dtype == pl.Int64
+    assert data.meta["duplicates_dropped"] == 0 and data.meta["origin"].startswith("file ")
+
+
+def test_string_ids_stay_strings_and_leading_zeros_are_kept(tmp_path):
+    path = write(tmp_path, "r.csv", "user,item\nu1,007\nu2,8\n")
+    data = read_interactions(path, rating=None, timestamp=None)
+    assert data.users.lookup([0, 1]) == ["u1", "u2"]
+    assert data.items.lookup([0, 1]) == ["007", "8"]  # "007" is not the number 7
+    assert data.rating is None and data.timestamp is None
+
+
+def test_late_string_id_makes_the_whole_column_strings(tmp_path):
+    # the first 1000 rows look like integers: the typed fast path must not swallow "u9"
+    body = "".join(f"{i},{i % 7}\n" for i in range(1500)) + "u9,3\n"
+    data = read_interactions(write(tmp_path, "r.csv", "user,item\n" + body), rating=None, timestamp=None)
+    assert data.users.ids.dtype == pl.String
+    assert data.users.lookup([0, 1500]) == ["0", "u9"]
+    assert data.items.ids.dtype == pl.Int64
+
+
+def test_named_columns_and_implicit_data(tmp_path):
+    path = write(tmp_path, "r.csv", "movieId,userId,when\n5,1,10\n6,1,20\n")
+    data = read_interactions(path, user="userId", item="movieId", rating=None, timestamp="when")
+    assert rows(data) == [(1, 5, 10), (1, 6, 20)]
+
+
+@pytest.mark.parametrize(("name", "text", "kwargs"), [
+    ("r.tsv", "user\titem\trating\ttimestamp\n1\t2\t3\t4\n", {}),
+    ("r.txt", "user;item;rating;timestamp\n1;2;3;4\n", {}),
+    ("r.dat", "1::2::3::4\n", {"has_header": False}),
+    ("r.data", "1|2|3|4\n", {"has_header": False}),
+    ("r.csv", "1 2 3 4\n", {"has_header": False, "sep": " "}),
+])
+def test_separators_from_extension_sniffing_or_argument(tmp_path, name, text, kwargs):
+    assert rows(read_interactions(write(tmp_path, name, text), **kwargs)) == [(1, 2, 3.0, 4)]
+
+
+def test_headerless_columns_by_position(tmp_path):
+    path = write(tmp_path, "r.tsv", "9\t1\t2\t5\n9\t3\t4\t4\n")
+    data = read_interactions(path, has_header=False, user=1, item=3, rating=None, timestamp=None)
+    assert rows(data) == [(1, 5), (3, 4)]
+
+
+def test_crlf_and_bom(tmp_path):
+    path = write(tmp_path, "r.csv", b"\xef\xbb\xbfuser,item,rating,timestamp\r\n1,2,3,4\r\n")
+    assert rows(read_interactions(path)) == [(1, 2, 3.0, 4)]
+
+
+def test_iso_timestamps_become_epoch_seconds(tmp_path):
+    path = write(tmp_path, "r.csv", HEADER + "1,1,3,2020-01-01T00:00:00Z\n1,2,3,2020-01-01 01:00:00+01:00\n"
+                 "1,3,3,2020-01-01\n1,4,3,2020-01-01T00:00:30.5\n")
+    assert read_interactions(path).timestamp.tolist() == [1577836800] * 3 + [1577836830]
+
+
+def test_whole_float_timestamps_and_padded_values(tmp_path):
+    path = write(tmp_path, "r.csv", HEADER + "1,2, 4 ,881250949.0\n")
+    assert rows(read_interactions(path)) == [(1, 2, 4.0, 881250949)]
+
+
+def test_latin1_file_with_encoding(tmp_path):
+    path = write(tmp_path, "r.csv", "user,item\nanna,café\n".encode("latin-1"))
+    data = read_interactions(path, rating=None, timestamp=None, encoding="latin1")
+    assert data.items.lookup([0]) == ["café"]
+
+
+def test_quoted_fields(tmp_path):
+    path = write(tmp_path, "r.csv", 'user,item\n1,"a, b"\n2,"say ""hi"""\n')
+    assert read_interactions(path, rating=None, timestamp=None).items.lookup([0, 1]) == ["a, b", 'say "hi"']
+
+
+def test_blank_lines_are_skipped_and_counted(tmp_path, caplog):
+    path = write(tmp_path, "r.csv", HEADER + "1,2,3,4\n\n5,6,7,8\n\n")
+    with caplog.at_level(logging.WARNING, logger="recotorch"):
+        data = read_interactions(path)
+    assert len(data) == 2 and data.meta["blank_lines_skipped"] == 2
+    assert "blank" in caplog.text
+
+
+def test_real_u_data(ml100k_dir):
+    data = read_interactions(ml100k_dir / "u.data", has_header=False, rating_range=(1, 5))
+    assert (len(data), data.n_users, data.n_items) == (100_000, 943, 1_682)
+    assert rows(data)[0] == (196, 242, 3.0, 881250949)
+
+
+# ---- duplicates ----------------------------------------------------------------------------
+def test_duplicates_keep_the_latest_by_timestamp(tmp_path, caplog):
+    path = write(tmp_path, "r.csv", HEADER + "2,2,2,500\n1,2,5,300\n1,3,1,10\n1,2,4,100\n1,2,3,300\n"
+                 "2,2,9,5\n")
+    with caplog.at_level(logging.WARNING, logger="recotorch"):
+        data = read_interactions(path)
+    # (2,2): the later line is older, so the first stays; (1,2) at t=300 twice: the tie goes to
+    # the later line; the kept rows stay in file order
+    assert rows(data) == [(2, 2, 2.0, 500), (1, 3, 1.0, 10), (1, 2, 3.0, 300)]
+    assert data.meta["duplicates_dropped"] == 3
+    assert "dropped 3 duplicate" in caplog.text and "r.csv" in caplog.text
+
+
+def test_duplicates_without_timestamps_keep_the_last_line(tmp_path):
+    path = write(tmp_path, "r.csv", "user,item,rating\na,x,1\nb,x,2\na,x,3\n")
+    data = read_interactions(path, timestamp=None)
+    assert rows(data) == [("b", "x", 2.0), ("a", "x", 3.0)]
+    assert data.meta["duplicates_dropped"] == 1
+
+
+# ---- every validation error names file, line and column -----------------------------------
+@pytest.mark.parametrize(("body", "line", "column", "message"), [
+    ("1,2,3,4\n2,3,abc,5\n", 3, "rating", "not a number: 'abc'"),
+    ("1,2,3,4\n2,3,NaN,5\n", 3, "rating", "rating is NaN"),
+    ("1,2,3,4\n2,3,,5\n", 3, "rating", "missing rating"),
+    ("1,2,3,4\n2,3,inf,5\n", 3, "rating", "not a finite number"),
+    ("1,2,3,4\n2,3,4,5\n3,4,9,6\n", 4, "rating", "rating 9 is outside rating_range (1, 5)"),
+    ("1,2,3,4\n,3,4,5\n", 3, "user", "missing user id"),
+    ("1,2,3,4\n2,,4,5\n", 3, "item", "missing item id"),
+    ("u1,2,3,4\n  ,3,4,5\n", 3, "user", "missing user id"),
+    ("1,2,3,4\n2,3,4,yesterday\n", 3, "timestamp", "not a timestamp: 'yesterday'"),
+    ("1,2,3,4\n2,3,4,\n", 3, "timestamp", "missing timestamp"),
+    ("1,2,3,4\n2,3\n", 3, "rating", "missing rating"),
+])
+def test_bad_values(tmp_path, body, line, column, message):
+    err = fails(write(tmp_path, "ratings.csv", HEADER + body), rating_range=(1, 5))
+    assert (err.line, err.column) == (line, column)
+    assert message in str(err)
+    assert str(err).startswith(f"ratings.csv, line {line}, column '{column}': ")
+
+
+def test_bad_value_after_the_typed_sample_is_found_by_line(tmp_path):
+    body = "".join(f"{i},{i},3,{i}\n" for i in range(2000)) + "5,5,x,5\n"
+    err = fails(write(tmp_path, "ratings.csv", HEADER + body))
+    assert str(err) == "ratings.csv, line 2002, column 'rating': not a number: 'x'"
+
+
+def test_first_bad_row_wins_across_columns(tmp_path):
+    err = fails(write(tmp_path, "r.csv", HEADER + "1,2,3,4\n1,2,3,never\n1,2,bad,4\n"))
+    assert (err.line, err.column) == (3, "timestamp")
+
+
+def test_line_numbers_count_quoted_line_breaks(tmp_path):
+    err = fails(write(tmp_path, "r.csv", 'user,item,rating\n1,"two\nlines",3\n2,x,oops\n'), timestamp=None)
+    assert (err.line, err.column) == (4, "rating")
+
+
+def test_line_numbers_count_blank_lines(tmp_path):
+    err = fails(write(tmp_path, "r.csv", HEADER + "1,2,3,4\n\n2,3,zz,5\n"))
+    assert err.line == 4
+
+
+def test_missing_column_lists_the_columns(tmp_path):
+    err = fails(write(tmp_path, "ratings.csv", "userId,movieId,rating\n1,2,3\n"), user="userId")
+    assert (err.line, err.column) == (1, "item")
+    assert "no column 'item'" in str(err) and "'userId', 'movieId', 'rating'" in str(err)
+    err = fails(write(tmp_path, "r2.csv", "user,item,rating\n1,2,3\n"))
+    assert "timestamp=None" in str(err)
+
+
+def test_position_beyond_the_fields(tmp_path):
+    err = fails(write(tmp_path, "r.tsv", "1\t2\n"), has_header=False)
+    assert err.line == 1 and "rating is column 3" in str(err) and "2 field" in str(err)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "the file is empty"),
+    (b"\n\n", "the file holds only blank lines"),
+    (HEADER.encode(), "no data rows after the header"),
+    (HEADER.encode() + b"\n\n", "no data rows after the header"),
+])
+def test_empty_files(tmp_path, content, message):
+    err = fails(write(tmp_path, "ratings.csv", content))
+    assert str(err) == f"ratings.csv: {message}"
+
+
+def test_undecodable_byte_names_line_and_column_and_suggests_latin1(tmp_path):
+    content = (HEADER + "1,2,3,4\n").encode() + "2,caf\xe9,3,4\n".encode("latin-1")
+    err = fails(write(tmp_path, "ratings.csv", content))
+    assert (err.line, err.column) == (3, "item")
+    assert "0xe9" in str(err) and 'encoding="latin1"' in str(err)
+
+
+def test_undecodable_byte_in_another_encoding(tmp_path):
+    err = fails(write(tmp_path, "r.csv", b"user,item\n1,2\n3,\x81\n"), encoding="cp1252",
+                rating=None, timestamp=None)
+    assert (err.line, err.column) == (3, "item") and "'cp1252'" in str(err)
+
+
+def test_undecodable_search_across_chunk_boundaries(tmp_path, monkeypatch):
+    monkeypatch.setattr(errors, "_CHUNK", 5)
+    path = write(tmp_path, "x.txt", "ab\ncé\nxyzé\n".encode() + b"q\nw\xffz\n")
+    assert first_undecodable(path, "utf-8") == (5, 0xFF, b"w")
+    assert first_undecodable(write(tmp_path, "ok.txt", "é" * 20), "utf-8") is None
+
+
+def test_too_many_fields(tmp_path):
+    err = fails(write(tmp_path, "ratings.csv", HEADER + "1,2,3,4\n1,2,3,4,5\n"))
+    assert err.line == 3 and "5 fields, but the header has 4" in str(err)
+
+
+def test_too_many_fields_with_a_multi_character_separator(tmp_path):
+    err = fails(write(tmp_path, "ratings.dat", "1::2::3::4\n1::2::3::4::5\n"), has_header=False)
+    assert err.line == 2 and "5 fields" in str(err)
+
+
+def test_unknown_separator(tmp_path):
+    err = fails(write(tmp_path, "r.txt", "abc\nde\n"))
+    assert err.line == 1 and "sep=" in str(err)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_interactions(tmp_path / "nope.csv")
+
+
+# ---- parquet -------------------------------------------------------------------------------
+def test_parquet_with_native_types(tmp_path):
+    path = tmp_path / "r.parquet"
+    pl.DataFrame({"u": ["a", "b"], "i": [3, 4], "score": [1.5, 2.0],
+                  "at": pl.Series(["2020-01-01", "2020-01-02"]).str.to_datetime()}).write_parquet(path)
+    data = read_interactions(path, user="u", item="i", rating="score", timestamp="at")
+    assert rows(data) == [("a", 3, 1.5, 1577836800), ("b", 4, 2.0, 1577923200)]
+
+
+@pytest.mark.parametrize(("frame", "row", "column", "message"), [
+    ({"user": [1, 2], "item": [1, None]}, 2, "item", "missing item id"),
+    ({"user": [1, 2], "item": [1, 2], "rating": ["4", "x"]}, 2, "rating", "not a number: 'x'"),
+    ({"user": [1, 2], "item": [1, 2], "rating": [4.0, float("nan")]}, 2, "rating", "rating is NaN"),
+    ({"user": [1, 2], "item": [1, 2], "timestamp": [1.0, 1.5]}, 2, "timestamp", "timestamp 1.5 is not whole"),
+])
+def test_parquet_errors_name_the_row(tmp_path, frame, row, column, message):
+    path = tmp_path / "data.parquet"
+    pl.DataFrame(frame).write_parquet(path)
+    err = fails(path, rating="rating" if "rating" in frame else None,
+                timestamp="timestamp" if "timestamp" in frame else None)
+    assert (err.line, err.row, err.column) == (None, row, column)
+    assert str(err).startswith(f"data.parquet, row {row}, column '{column}': {message}")
+
+
+def test_parquet_wrong_types_and_columns(tmp_path):
+    path = tmp_path / "data.parquet"
+    pl.DataFrame({"user": [1.5], "item": [1]}).write_parquet(path)
+    err = fails(path, rating=None, timestamp=None)
+    assert err.column == "user" and "integers or strings" in str(err)
+    err = fails(path, rating="stars", timestamp=None)
+    assert "no column 'stars'" in str(err)
+    err = fails(write(tmp_path, "junk.parquet", b"not parquet"))
+    assert "not a readable Parquet file" in str(err)
+
+
+# ---- writing and the error type ----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["out.csv", "out.parquet", "out.tsv"])
+def test_write_then_read_round_trip(tmp_path, name):
+    data = read_interactions(write(tmp_path, "r.csv", HEADER + "u1,7,4.5,100\nu2,8,2,50\n"))
+    back = read_interactions(write_interactions(data, tmp_path / name))
+    assert rows(back) == rows(data)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_data_error_is_a_value_error_and_pickles():
+    err = DataError("/x/ratings.csv", "not a number: 'abc'", line=17, column="rating")
+    assert isinstance(err, ValueError)
+    assert str(err) == "ratings.csv, line 17, column 'rating': not a number: 'abc'"
+    again = pickle.loads(pickle.dumps(err))
+    assert (str(again), again.line, again.column) == (str(err), 17, "rating")
