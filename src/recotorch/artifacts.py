@@ -28,7 +28,8 @@ from safetensors.torch import load_file, save_file
 
 from recotorch.data.interactions import CSR
 from recotorch.data.vocab import Vocab
-from recotorch.models.base import MODELS, Estimator
+from recotorch.models import MODELS
+from recotorch.models.base import Estimator
 
 FORMAT = 1
 

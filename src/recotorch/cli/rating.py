@@ -47,15 +47,35 @@ def fit(
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience (epochs).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
+    reg: Annotated[float | None, typer.Option(help="Regularisation (als, ease).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Confidence scale (als).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Alternating passes (als).")] = None,
+    neighbours: Annotated[int | None, typer.Option(help="Neighbours kept per item (itemknn).")] = None,
+    n_neg: Annotated[int | None, typer.Option(help="Sampled negatives per positive (bpr, bce).")] = None,
+    implicit: Annotated[bool | None, typer.Option(
+        "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
 ) -> None:
     """Train a model on an interactions file and save it as a model directory."""
+    from recotorch.data.implicit import to_implicit
+
     with user_errors():
+        options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                             patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
+                             iterations=iterations, neighbours=neighbours, n_neg=n_neg)
+        estimator = make_model(model, **options)
         data = read_table(train, user_col, item_col, rating_col, time_col)
         valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None
-        options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size,
-                             weight_decay=weight_decay, patience=patience, seed=seed, device=device)
-        estimator = make_model(model, **options)
+        if implicit is None:
+            implicit = estimator.task == "ranking"
+        if implicit and estimator.task == "rating":
+            raise ValueError(f"model {model!r} predicts ratings; use a ranking model with --implicit")
+        if implicit:
+            data = to_implicit(data, threshold=threshold if data.rating is not None else None)
+            valid_data = None
+        elif threshold is not None:
+            raise ValueError("--threshold goes with --implicit")
         checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
         if isinstance(estimator, GradientEstimator):
             estimator.progress = progress_enabled()
@@ -101,24 +121,41 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     test: Annotated[Path, typer.Argument(help="Held-out interactions.")],
     train: Annotated[Path | None, typer.Option(help="Training file: fits baselines to compare.")] = None,
+    task: Annotated[str | None, typer.Option(help="'rating' (RMSE, MAE) or 'ranking' (full-catalogue "
+                                             "NDCG, Recall, ... @K); default: the model's task.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Ranking: test ratings >= this are relevant.")] = None,
+    k: Annotated[list[int] | None, typer.Option("--k", help="Ranking cut-offs (repeatable).")] = None,
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     time_col: TimeCol = "timestamp",
 ) -> None:
     """Score a saved model on a test file, beside the baselines when --train is given."""
+    from recotorch.data.implicit import to_implicit
     from recotorch.evaluate.protocol import Report, rating_metrics
+    from recotorch.evaluate.ranking import ranking_metrics_for
 
     with user_errors():
         model = load(model_dir)
-        test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=False)
-        report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows)")
-        report.rows.append({"model": model.name, **rating_metrics(model, test_data)})
-        if train is not None:
-            train_data = read_table(train, user_col, item_col, rating_col, time_col, rating_optional=False)
-            for name in ("mean", "bias"):
-                baseline = make_model(name).fit(train_data)
-                report.rows.append({"model": name, **rating_metrics(baseline, test_data)})
+        task = task or model.task
+        if task not in ("rating", "ranking"):
+            raise ValueError(f"--task must be 'rating' or 'ranking', got {task!r}")
+        test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=task == "ranking")
+        train_data = read_table(train, user_col, item_col, rating_col, time_col) if train else None
+        report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), {task}")
+        if task == "rating":
+            baselines = ("mean", "bias")
+            score = lambda m: rating_metrics(m, test_data)  # noqa: E731
+        else:
+            if threshold is not None and test_data.rating is not None:
+                test_data = to_implicit(test_data, threshold=threshold)
+            if train_data is not None and train_data.rating is not None and threshold is not None:
+                train_data = to_implicit(train_data, threshold=threshold)
+            baselines = ("pop",)
+            score = lambda m: ranking_metrics_for(m, test_data, ks=tuple(k or (10, 20)))[0]  # noqa: E731
+        report.rows.append({"model": model.name, **score(model)})
+        for name in baselines if train_data is not None else ():
+            report.rows.append({"model": name, **score(make_model(name).fit(train_data))})
     out.print(report.to_rich())
 
 

@@ -36,10 +36,18 @@ class Report:
         return "\n".join(lines) + "\n"
 
     def to_rich(self) -> Any:
+        """A Rich table; with many metrics, models become columns so it fits a terminal."""
         from rich.table import Table
 
         table = Table(title=self.title)
         cols = list(self.rows[0]) if self.rows else []
+        if len(cols) > 7:
+            table.add_column("metric")
+            for r in self.rows:
+                table.add_column(str(r.get("model")), justify="right")
+            for c in cols[1:]:
+                table.add_row(c, *(_fmt(r.get(c)) for r in self.rows))
+            return table
         for c in cols:
             table.add_column(c, justify="left" if c == "model" else "right")
         for r in self.rows:

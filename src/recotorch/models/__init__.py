@@ -5,10 +5,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from recotorch.models.als import ImplicitALS
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
 from recotorch.models.baselines import BiasBaseline, GlobalMean
+from recotorch.models.ease import EASE
+from recotorch.models.hybrid import HybridMF
+from recotorch.models.itemknn import ItemKNN
 from recotorch.models.mf import MatrixFactorization
 from recotorch.models.ncf import NeuralCF
+from recotorch.models.popularity import MostPopular
+from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
 
 
 def make_model(name: str, **options: Any) -> Estimator:
@@ -27,5 +33,8 @@ def make_model(name: str, **options: Any) -> Estimator:
     return cls(**given)
 
 
-__all__ = ["MODELS", "BiasBaseline", "Estimator", "GlobalMean", "MatrixFactorization", "NeuralCF",
-           "Predictions", "Recommendations", "make_model"]
+__all__ = [
+    "BCEMF", "BPRMF", "EASE", "MODELS", "BiasBaseline", "Estimator", "GlobalMean", "HybridMF", "ImplicitALS",
+    "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RankingMF", "Recommendations",
+    "make_model",
+]

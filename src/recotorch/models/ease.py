@@ -1,0 +1,66 @@
+"""EASE (Steck, 2019): a closed-form linear item-item model, strong and fast on small catalogues."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from recotorch.data.interactions import Interactions
+from recotorch.models.base import register
+from recotorch.models.itemknn import ItemItemModel, distinct_pairs, gram_blocks
+
+
+@register
+class EASE(ItemItemModel):
+    """Embarrassingly shallow autoencoder: score(u) = x_u @ B with x_u the user's 0/1 row.
+
+    B minimises ||X - X B||^2 + lambda ||B||^2 subject to diag(B) = 0, which has the closed form
+    P = (X^T X + lambda I)^-1, B = I - P / diag(P) (column-wise), i.e. B_ij = -P_ij / P_jj.
+    `reg` is lambda: 100 was best on a validation split of the ml-100k top-N protocol (test
+    NDCG@10 0.158; 50-300 all within 0.004). The inverse is taken in float64 (`dtype`), then
+    B is kept in float32.
+
+    Memory: B is dense, n_items^2 floats (11 MB for 1,682 items, 1.6 GB for 20,000); fitting
+    needs about three such matrices in `dtype` and O(n_items^3) time, so keep the catalogue
+    below ~20-30k items (filter rare items first). Scoring costs nnz(batch rows) x n_items.
+
+    >>> EASE(reg=100).fit(positives).recommend([196], k=10)
+    """
+
+    name = "ease"
+
+    def __init__(self, reg: float = 100.0, dtype: Literal["float32", "float64"] = "float64",
+                 device: str = "cpu") -> None:
+        self.reg = reg
+        self.dtype = dtype
+        self.device = device
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if self.reg <= 0:
+            raise ValueError(f"reg must be > 0, got {self.reg}")
+        dtype = getattr(torch, self.dtype)
+        dev = self.torch_device
+        users, items = distinct_pairs(train)
+        n = train.n_items
+        gram = torch.empty(n, n, dtype=dtype, device=dev)
+        for start, block in gram_blocks(users, items, torch.ones(users.numel()), train.n_users, n, dev):
+            gram[start : start + block.shape[0]] = block.to(dtype)
+        gram.diagonal().add_(self.reg)
+        precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # P, symmetric positive definite
+        del gram
+        weights = precision / (-precision.diagonal())[None, :]  # B_ij = -P_ij / P_jj
+        weights.diagonal().zero_()
+        self.weights_ = weights.float()
+
+    def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.sparse.mm(rows, self.weights_)
+
+    def _links(self, item_idx: torch.Tensor) -> torch.Tensor:
+        return self.weights_[item_idx.to(self.weights_.device)].cpu()
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"weights": self.weights_}, {}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.weights_ = tensors["weights"].to(self.torch_device)

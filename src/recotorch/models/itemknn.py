@@ -1,0 +1,197 @@
+"""Item-item models: a user's score for item j sums the links from the items they interacted with.
+
+`ItemItemModel` is the shared part (scores `x_u @ W` for the user's 0/1 training row `x_u`,
+pair scores, `similar_items` from the rows of `W`); `ItemKNN` keeps each item's top
+neighbours by cosine or BM25-weighted co-occurrence. EASE (`recotorch.models.ease`) builds
+on the same base with a dense `W`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from recotorch.data.interactions import Interactions, build_csr
+from recotorch.evaluate.metrics import _take_rows, top_k
+from recotorch.models.base import Estimator, Recommendations, register
+from recotorch.train.trainer import resolve_device
+
+# Cells of the dense blocks built while fitting (a block of item rows x users or x items).
+BLOCK_CELLS = 2**24
+
+
+def coo(coords: torch.Tensor, values: torch.Tensor, shape: tuple[int, int], coalesced: bool = False) -> torch.Tensor:
+    """A sparse COO matrix; `coalesced=True` promises sorted, distinct coordinates."""
+    return torch.sparse_coo_tensor(coords, values, shape, is_coalesced=coalesced, check_invariants=False)
+
+
+def distinct_pairs(train: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
+    """(user_idx, item_idx) of the distinct pairs in `train`, sorted by user then item."""
+    keys = torch.unique(train.user_idx * train.n_items + train.item_idx)
+    return keys // train.n_items, keys % train.n_items
+
+
+def gram_blocks(users: torch.Tensor, items: torch.Tensor, values: torch.Tensor, n_users: int, n_items: int,
+                device: torch.device, block_cells: int = BLOCK_CELLS) -> Iterator[tuple[int, torch.Tensor]]:
+    """Rows of the item-item Gram matrix X^T X of the sparse (n_users, n_items) matrix X, in blocks.
+
+    Yields (first item, block (c, n_items) dense on `device`); peak memory is about
+    c * (n_users + n_items) floats with c = block_cells // max(n_users, n_items).
+    """
+    by_item = build_csr(items, users, n_items, values)
+    rows = torch.repeat_interleave(torch.arange(n_items), by_item.row_lengths()).to(device)
+    cols, vals = by_item.indices.to(device), by_item.values.to(device)  # type: ignore[union-attr]
+    xt = coo(torch.stack([rows, cols]), vals, (n_items, n_users)).coalesce()
+    step = max(1, block_cells // max(n_users, n_items, 1))
+    for start in range(0, n_items, step):
+        end = min(n_items, start + step)
+        lo, hi = int(by_item.indptr[start]), int(by_item.indptr[end])
+        block = torch.zeros(end - start, n_users, device=device)
+        block[rows[lo:hi] - start, cols[lo:hi]] = vals[lo:hi]
+        yield start, torch.sparse.mm(xt, block.T).T  # (c, n_items)
+
+
+class ItemItemModel(Estimator):
+    """Base of item-item models: score(u) = x_u @ W, x_u the user's 0/1 row of training items."""
+
+    task = "ranking"
+    device: str
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
+
+    @abstractmethod
+    def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
+        """x @ W for a sparse COO batch of user rows (B, n_items) on the device: dense (B, n_items)."""
+
+    @abstractmethod
+    def _links(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """Rows of W for these items (k, n_items) on CPU, -inf where there is no link."""
+
+    def user_rows(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """The users' training rows as a sparse 0/1 COO tensor (B, n_items) on the model's device."""
+        which, cols, _ = _take_rows(self.seen_, user_idx.cpu())
+        idx = torch.unique(which * self.n_items + cols)  # distinct (row, item), duplicates merged
+        coords = torch.stack([idx // self.n_items, idx % self.n_items])
+        return coo(coords, torch.ones(idx.numel()), (user_idx.numel(), self.n_items), True).to(self.torch_device)
+
+    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            if item_idx is None:
+                return self._propagate(self.user_rows(user_idx)).cpu()
+            return self._pair_scores(user_idx, item_idx)
+
+    def _pair_scores(self, user_idx: torch.Tensor, item_idx: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+        """Pairs read off the full-catalogue scores of their distinct users, `chunk` users at a time."""
+        uniq, inverse = torch.unique(user_idx, return_inverse=True)
+        out = torch.empty(user_idx.numel())
+        for start in range(0, uniq.numel(), chunk):
+            full = self.score(uniq[start : start + chunk])
+            sel = (inverse >= start) & (inverse < start + chunk)
+            out[sel] = full[inverse[sel] - start, item_idx[sel]]
+        return out
+
+    def similar_items(self, item_ids: Sequence[Any] | Any, k: int = 10) -> Recommendations:
+        """Items with the strongest links from each given item (its row of W), itself left out."""
+        ids = [item_ids] if isinstance(item_ids, (str, int, np.integer)) else list(item_ids)
+        i = torch.from_numpy(self.items_.index(ids))
+        if (i < 0).any():
+            missing = [ids[j] for j in (i < 0).nonzero().flatten().tolist()[:5]]
+            raise KeyError(f"unknown item id(s): {missing}")
+        links = self._links(i)
+        links[torch.arange(i.numel()), i] = -torch.inf
+        idx, val = top_k(links, max(1, min(k, self.n_items - 1)))
+        return Recommendations(ids, idx, val, self.items_)
+
+
+@register
+class ItemKNN(ItemItemModel):
+    """Item-item nearest neighbours: score(u, j) = sum over the user's items i of sim(i, j).
+
+    weighting="cosine": sim(i, j) = c_ij / (sqrt(n_i n_j) + shrink), c_ij users shared by i and j.
+    weighting="bm25": the item-user matrix is BM25-weighted (users as terms: idf per user,
+    item rows length-normalised by popularity with `k1`, `b`), sim = dot products of item rows.
+    Each item keeps its `neighbours` strongest positive links (itself excluded).
+
+    Memory: the model holds n_items x neighbours links (12 bytes each); fitting builds dense
+    blocks of about 2**24 cells (64 MB), never the whole item-item matrix. Scoring uses W dense
+    when n_items^2 <= 2**24 (up to 4,096 items, 64 MB), else sparse (batch x n_items dense).
+
+    >>> ItemKNN(neighbours=100).fit(positives).similar_items([50], k=5)
+    """
+
+    name = "itemknn"
+
+    def __init__(self, neighbours: int = 100, weighting: Literal["cosine", "bm25"] = "cosine",
+                 shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu") -> None:
+        self.neighbours = neighbours
+        self.weighting = weighting
+        self.shrink = shrink
+        self.k1 = k1
+        self.b = b
+        self.device = device
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if self.weighting not in ("cosine", "bm25"):
+            raise ValueError(f"weighting must be 'cosine' or 'bm25', got {self.weighting!r}")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
+        n_users, n_items, dev = train.n_users, train.n_items, self.torch_device
+        users, items = distinct_pairs(train)
+        item_count = torch.bincount(items, minlength=n_items).float()
+        if self.weighting == "bm25":
+            idf = torch.log(n_items / (1.0 + torch.bincount(users, minlength=n_users).float())).clamp(min=0.0)
+            norm = (1.0 - self.b) + self.b * item_count / item_count.mean()
+            values = (self.k1 + 1.0) / (self.k1 * norm[items] + 1.0) * idf[users]
+        else:
+            values = torch.ones(users.numel())
+        norms = item_count.sqrt().to(dev)
+        k = min(self.neighbours, max(n_items - 1, 1))
+        nbr_parts, sim_parts = [], []
+        for start, block in gram_blocks(users, items, values, n_users, n_items, dev):
+            rows = torch.arange(block.shape[0], device=dev)
+            if self.weighting == "cosine":
+                block = block / (norms[start : start + block.shape[0], None] * norms[None, :] + self.shrink + 1e-12)
+            block[rows, rows + start] = -torch.inf  # no self links
+            sim, nbr = torch.topk(block, k, dim=1)
+            nbr_parts.append(nbr)
+            sim_parts.append(sim.clamp(min=0.0))  # a link of 0 contributes nothing
+        self.neighbours_ = torch.cat(nbr_parts).cpu()  # (n_items, k)
+        self.similarity_ = torch.cat(sim_parts).cpu()  # (n_items, k)
+        self._build_operator()
+
+    def _build_operator(self) -> None:
+        """W for scoring: dense when n_items^2 fits in BLOCK_CELLS (faster), else sparse W^T."""
+        n, k = self.neighbours_.shape
+        src = torch.arange(n).repeat_interleave(k)
+        keep = self.similarity_.flatten() > 0
+        coords = torch.stack([self.neighbours_.flatten()[keep], src[keep]])  # W^T: (neighbour, item)
+        wt = coo(coords, self.similarity_.flatten()[keep], (n, n)).coalesce()
+        self._w = wt.to_dense().T.contiguous() if n * n <= BLOCK_CELLS else None
+        self._wt = None if self._w is not None else wt.to(self.torch_device)
+        if self._w is not None:
+            self._w = self._w.to(self.torch_device)
+
+    def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
+        if self._w is not None:
+            return torch.sparse.mm(rows, self._w)
+        return torch.sparse.mm(self._wt, rows.to_dense().T).T  # (W^T x^T)^T = x W
+
+    def _links(self, item_idx: torch.Tensor) -> torch.Tensor:
+        out = torch.full((item_idx.numel(), self.n_items), -torch.inf)
+        sim, nbr = self.similarity_[item_idx], self.neighbours_[item_idx]
+        out.scatter_(1, nbr, torch.where(sim > 0, sim, -torch.inf))
+        return out
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        return {"neighbours": self.neighbours_, "similarity": self.similarity_}, {}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.neighbours_, self.similarity_ = tensors["neighbours"], tensors["similarity"]
+        self._build_operator()
+
