@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -46,5 +47,17 @@ def serve(
         app = create_app(model_dir, store_url=None if store.lower() == "none" else store, models_root=models_root,
                          admin_token=os.environ.get("RECOTORCH_ADMIN_TOKEN") or None, ann_threshold=ann_threshold,
                          target_recall=target_recall, save_index=save_index)
-    console.print(f"serving {model_dir} on http://{host}:{port} (docs at /docs, feedback -> {store})", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    _limit_faiss_threads(threads)  # after the index is built: k-means may use every core
+    shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", store)  # never print a database password
+    console.print(f"serving {model_dir} on http://{host}:{port} (docs at /docs, feedback -> {shown})", highlight=False)
+    # no proxy-header rewriting (we bind loopback by default) and no Server header: less work per request
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
+                server_header=False)
+
+
+def _limit_faiss_threads(threads: int) -> None:
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(max(1, threads))

@@ -1,0 +1,239 @@
+"""Retrieval for large catalogues: a FAISS inner-product index over models with a dot-product form.
+
+A model has a dot-product form when, for a fixed user, its item ranking is the ranking of an inner
+product: MF scores squash(<p_u, q_i> + b_u + b_i) and the squash is monotonic, so the user vector
+[p_u, 1] and the item vector [q_i, b_i] rank items exactly as the model does (b_u is the same for
+every item). ALS is a plain dot product. The index is IVF-Flat (inner product): k-means cells, a
+query scans the `nprobe` best cells. `nprobe` is tuned when the index is built: the smallest of
+1, 2, 3, 4, 6, 8, 12, ... whose recall@10 against exact scoring reaches `target_recall` on real users.
+
+An index can be written beside the model (`ann.faiss` + `ann.json`, keyed by a checksum of the
+item vectors) so a server start does not rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recotorch.models.base import Estimator
+
+INDEX_FILE, INDEX_META = "ann.faiss", "ann.json"
+
+
+@dataclass(frozen=True)
+class DotForm:
+    """A model's scores as inner products: score(u, i) = squash(<users[u], items[i]> + user_offset[u]).
+
+    `squash` is monotonic (the MF sigmoid onto the rating range, or none), so ranking by the inner
+    product alone is ranking by the model's score.
+    """
+
+    users: torch.Tensor  # (n_users, d') float32
+    items: torch.Tensor  # (n_items, d') float32
+    user_offset: torch.Tensor | None = None  # (n_users,) e.g. the user bias b_u
+    rating_range: tuple[float, float] | None = None  # sigmoid onto (lo, hi), or identity when None
+
+    def model_scores(self, u: int, inner: torch.Tensor) -> torch.Tensor:
+        """The model's own scores for user `u` from inner products with its items."""
+        raw = inner if self.user_offset is None else inner + self.user_offset[u]
+        if self.rating_range is None:
+            return raw
+        lo, hi = self.rating_range
+        return torch.sigmoid(raw) * (hi - lo) + lo
+
+
+def dot_form(model: Estimator) -> DotForm | None:
+    """The dot-product form of `model` (MF and ranking MF: user [p_u, 1], item [q_i, b_i]; ALS), or None."""
+    from recotorch.models.mf import DotBias
+
+    module = getattr(model, "module_", None)
+    if isinstance(module, DotBias):
+        with torch.no_grad():
+            p, q = module.user_factors.weight.detach().float().cpu(), module.item_factors.weight.detach().float().cpu()
+            b_u = module.user_bias.weight.detach().float().cpu().squeeze(1)
+            b_i = module.item_bias.weight.detach().float().cpu()  # (n_items, 1)
+            users = torch.cat([p, torch.ones(p.shape[0], 1)], 1).contiguous()
+            items = torch.cat([q, b_i], 1).contiguous()
+        rating_range = None if module.rating_range is None else tuple(map(float, module.rating_range))
+        return DotForm(users, items, b_u, rating_range)  # type: ignore[arg-type]
+    users, items = getattr(model, "user_factors_", None), getattr(model, "item_factors_", None)
+    if isinstance(users, torch.Tensor) and isinstance(items, torch.Tensor):
+        return DotForm(users.detach().float().cpu().contiguous(), items.detach().float().cpu().contiguous())
+    return None
+
+
+def exact_top_k(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 64) -> np.ndarray:
+    """Exact top-k item indices (b, k) by inner product, in chunks of queries to bound memory."""
+    items_t = torch.from_numpy(items)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(queries), chunk):
+            scores = torch.from_numpy(queries[start : start + chunk]) @ items_t.T
+            out.append(torch.topk(scores, min(k, items.shape[0]), dim=1).indices.numpy())
+    return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |found ∩ truth| / |truth| over rows (-1 slots in `found` never match)."""
+    hits = [len(set(f[f >= 0].tolist()) & set(t.tolist())) / max(len(t), 1) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def fingerprint(items: np.ndarray) -> str:
+    """Checksum of the item matrix: an index on disk is used only for the vectors it was built from."""
+    return hashlib.sha256(np.ascontiguousarray(items).view(np.uint8)).hexdigest()[:32]
+
+
+@dataclass
+class IndexInfo:
+    """How an index was built and how good it is."""
+
+    kind: str
+    n_items: int
+    dim: int
+    nlist: int
+    nprobe: int
+    recall_at_10: float
+    target_recall: float
+    build_seconds: float
+    checksum: str
+
+
+class AnnIndex:
+    """IVF-Flat inner-product index over item vectors; `search` returns item indices (-1 = empty)."""
+
+    def __init__(self, index: Any, info: IndexInfo) -> None:
+        self.index = index
+        self.info = info
+
+    @classmethod
+    def build(cls, items: np.ndarray, queries: np.ndarray | None = None, *, target_recall: float = 0.97,
+              nlist: int | None = None, seed: int = 0) -> AnnIndex:
+        """Train and fill an index; tune `nprobe` on `queries` (a sample of user vectors) when given."""
+        import faiss
+
+        tic = time.perf_counter()
+        items = np.ascontiguousarray(items, dtype=np.float32)
+        n, dim = items.shape
+        nlist = nlist or max(1, min(65536, 2 ** round(math.log2(max(math.sqrt(n), 1)))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        train = items if n <= 64 * nlist else items[rng.choice(n, 64 * nlist, replace=False)]
+        index.cp.seed = seed
+        index.train(train)
+        index.add(items)
+        info = IndexInfo("faiss-ivf-flat-ip", n, dim, nlist, nlist, float("nan"), target_recall, 0.0,
+                         fingerprint(items))
+        built = cls(index, info)
+        built.tune(items, queries, target_recall)
+        built.info.build_seconds = round(time.perf_counter() - tic, 3)
+        return built
+
+    def tune(self, items: np.ndarray, queries: np.ndarray | None, target_recall: float, k: int = 10) -> float:
+        """Pick the smallest nprobe (steps of ~1.5x) whose recall@k on `queries` reaches the target."""
+        if queries is None or len(queries) == 0:
+            self.info.nprobe = self.info.nlist
+            self.info.recall_at_10 = 1.0
+            return 1.0
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        truth = exact_top_k(queries, items, k)
+        recall = 0.0
+        for nprobe in _nprobe_steps(self.info.nlist):
+            self.info.nprobe = nprobe
+            recall = recall_at_k(self.search(queries, k)[0], truth)
+            if recall >= target_recall:
+                break
+        self.info.recall_at_10 = round(recall, 4)
+        return recall
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (indices (b, k), inner products (b, k)); `allowed` (n_items,) bool filters inside the search."""
+        import faiss
+
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.info.dim)
+        k = max(1, min(k, self.info.n_items))
+        params = faiss.SearchParametersIVF(nprobe=self.info.nprobe)
+        if allowed is None:
+            scores, idx = self.index.search(queries, k, params=params)
+            return idx, scores
+        bitmap = np.packbits(allowed.astype(bool), bitorder="little")
+        selector = faiss.IDSelectorBitmap(self.info.n_items, faiss.swig_ptr(bitmap))
+        params.sel = selector
+        scores, idx = self.index.search(queries, k, params=params)
+        del selector, bitmap  # kept alive until the search returned
+        return idx, scores
+
+    # ---- files --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write `ann.faiss` and `ann.json` into `directory`, each atomically."""
+        import faiss
+
+        directory = Path(directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{INDEX_FILE}.", dir=directory)
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, directory / INDEX_FILE)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        meta = directory / INDEX_META
+        tmp_meta = meta.with_name(f".{INDEX_META}.tmp{os.getpid()}")
+        tmp_meta.write_text(json.dumps(asdict(self.info), indent=1))
+        os.replace(tmp_meta, meta)
+
+    @classmethod
+    def load_if_matching(cls, directory: str | Path, items: np.ndarray) -> AnnIndex | None:
+        """The index saved in `directory` if it was built from exactly these item vectors, else None."""
+        import faiss
+
+        directory = Path(directory)
+        if not (directory / INDEX_FILE).is_file() or not (directory / INDEX_META).is_file():
+            return None
+        try:
+            info = IndexInfo(**json.loads((directory / INDEX_META).read_text()))
+        except (ValueError, TypeError):
+            return None
+        if info.checksum != fingerprint(np.ascontiguousarray(items, dtype=np.float32)):
+            return None
+        return cls(faiss.read_index(str(directory / INDEX_FILE)), info)
+
+
+def _nprobe_steps(nlist: int) -> list[int]:
+    """1, 2, 3, 4, 6, 8, 12, 16, ... up to nlist: each step scans ~1.5x the cells of the one before."""
+    steps, p = [], 1
+    while p < nlist:
+        steps += [p] if p < 2 else [p, p + p // 2]
+        p *= 2
+    return sorted({s for s in steps if s < nlist} | {nlist})
+
+
+def sample_queries(users: torch.Tensor, n: int = 256, seed: int = 0) -> np.ndarray:
+    """A seeded sample of user vectors for tuning and measuring recall."""
+    rng = np.random.default_rng(seed)
+    take = rng.choice(users.shape[0], min(n, users.shape[0]), replace=False)
+    return users[torch.from_numpy(np.sort(take))].numpy()
+
+
+def build_index(model_dir: str | Path, model: Estimator | None = None, target_recall: float = 0.97) -> IndexInfo:
+    """Build the ANN index of a saved model and store it in its directory (for models with a dot form)."""
+    from recotorch.artifacts import load
+
+    model = model or load(model_dir)
+    form = dot_form(model)
+    if form is None:
+        raise ValueError(f"{type(model).__name__} has no dot-product form; it is always scored exactly")
+    index = AnnIndex.build(form.items.numpy(), sample_queries(form.users), target_recall=target_recall)
+    index.save(model_dir)
+    return index.info

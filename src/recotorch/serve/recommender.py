@@ -1,0 +1,268 @@
+"""`Recommender`: the serving runtime over one loaded model (top-k, filters, fold-in, similar, predict).
+
+Every answer is in raw ids with titles where the model's data had them. Filters (include /
+exclude lists, genre) become a boolean mask over the catalogue that is applied to the scores
+*before* top-k, so a filtered list is the best k of the allowed items, never a short list.
+Above `ann_threshold` items, models with a dot-product form retrieve through a FAISS index
+(see `recotorch.serve.index`); the candidates are then re-scored exactly by the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recotorch.evaluate.metrics import top_k
+from recotorch.models.base import Estimator
+from recotorch.serve.catalog import Catalog, IdMap, UnknownIdError
+from recotorch.serve.index import AnnIndex, dot_form, sample_queries
+
+DEFAULT_ANN_THRESHOLD = 100_000
+log = logging.getLogger("recotorch.serve")
+
+
+class FoldInUnavailableError(RuntimeError):
+    """Anonymous recommendations need `recotorch.models.foldin` (the API answers 501)."""
+
+
+class Recommender:
+    """Answers recommendation requests from one fitted model; immutable once built (safe to share)."""
+
+    def __init__(self, model: Estimator, *, version: str = "model", ann_threshold: int = DEFAULT_ANN_THRESHOLD,
+                 target_recall: float = 0.97, index_dir: str | Path | None = None, save_index: bool = False) -> None:
+        tic = time.perf_counter()
+        self.model = model
+        self.version = version
+        self.users = IdMap(model.users_)
+        self._seen_ptr = model.seen_.indptr.numpy()  # slicing by tensor scalars costs ~0.1 ms a request
+        popularity = torch.bincount(model.seen_.indices, minlength=model.n_items).numpy()
+        self.catalog = Catalog(model.items_, model.item_features_, popularity)
+        vectors = model.item_vectors()
+        self._unit = None if vectors is None else torch.nn.functional.normalize(vectors.float(), dim=1)
+        self._own_similar = type(model).similar_items is not Estimator.similar_items
+        self.form = dot_form(model)  # scoring by one mat-vec instead of the model's generic path
+        self.index: AnnIndex | None = None
+        if self.form is not None and model.n_items >= ann_threshold:
+            items = self.form.items.numpy()
+            self.index = AnnIndex.load_if_matching(index_dir, items) if index_dir else None
+            if self.index is None:
+                self.index = AnnIndex.build(items, sample_queries(self.form.users), target_recall=target_recall)
+                if save_index and index_dir:
+                    try:
+                        self.index.save(index_dir)
+                    except OSError as exc:  # a read-only model directory: serve anyway, rebuild next time
+                        log.warning("could not store the index in %s: %s", index_dir, exc)
+        self.load_seconds = round(time.perf_counter() - tic, 3)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, **options: Any) -> Recommender:
+        """Load a model directory and build its runtime (and index, when the catalogue is large)."""
+        from recotorch.artifacts import load, read_meta
+
+        model_dir = Path(model_dir)
+        model = load(model_dir)
+        meta = read_meta(model_dir)
+        weights = (model_dir / "weights.safetensors").stat()
+        tag = hashlib.sha256(f"{meta}|{weights.st_size}|{weights.st_mtime_ns}".encode()).hexdigest()[:8]
+        version = f"{model_dir.name}@{meta.get('saved', 'unknown')}-{tag}"  # two saves in one second still differ
+        return cls(model, version=version, index_dir=model_dir, **options)
+
+    # ---- describing ---------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        model = self.model
+        return {"version": self.version, "model": model.name, "task": model.task, "n_users": model.n_users,
+                "n_items": model.n_items, "genres": self.catalog.genre_names,
+                "retrieval": "exact" if self.index is None else self.index.info.kind,
+                "index": None if self.index is None else vars(self.index.info).copy(),
+                "has_item_vectors": self._unit is not None, "load_seconds": self.load_seconds}
+
+    def _rows(self, idx: Sequence[int], scores: Sequence[float]) -> list[dict[str, Any]]:
+        return [{**self.catalog.describe(i), "score": float(s)} for i, s in zip(idx, scores, strict=True)]
+
+    # ---- filters ------------------------------------------------------------------------
+    def candidate_mask(self, include: list[Any] | None = None, exclude: list[Any] | None = None,
+                       genre: str | None = None) -> torch.Tensor | None:
+        """Allowed items (n_items,) bool, or None when nothing is filtered. Unknown ids raise UnknownIdError."""
+        if not include and not exclude and not genre:
+            return None
+        items = self.catalog.items
+        if include:
+            mask = torch.zeros(self.model.n_items, dtype=torch.bool)
+            mask[torch.from_numpy(items.indices(include, "item (include)"))] = True
+        else:
+            mask = torch.ones(self.model.n_items, dtype=torch.bool)
+        if exclude:
+            mask[torch.from_numpy(items.indices(exclude, "item (exclude)"))] = False
+        if genre:
+            mask &= self.catalog.genre_mask(genre)
+        return mask
+
+    # ---- known users --------------------------------------------------------------------
+    def recommend(self, user: Any, k: int = 10, *, exclude_seen: bool = True, include: list[Any] | None = None,
+                  exclude: list[Any] | None = None, genre: str | None = None) -> list[dict[str, Any]]:
+        """Top-k for a known user, best first (fewer only when fewer items are allowed)."""
+        u = self.users.index(user, "user")
+        mask = self.candidate_mask(include, exclude, genre)
+        lo, hi = int(self._seen_ptr[u]), int(self._seen_ptr[u + 1])
+        seen = self.model.seen_.indices[lo:hi] if exclude_seen else None
+        if self.form is None:
+            return self._exact_generic(u, k, seen, mask)
+        cand = None
+        if self.index is not None and not include:
+            cand = self._ann_candidates(u, k, seen, mask)
+        if cand is None:  # exact: one mat-vec over the catalogue, masked before top-k
+            inner = self.form.items @ self.form.users[u]  # (n_items,)
+            if seen is not None and seen.numel():
+                inner.index_fill_(0, seen, -torch.inf)
+            if mask is not None:
+                inner.masked_fill_(~mask, -torch.inf)
+            vals, idx = torch.topk(inner, min(k, inner.numel()))
+        else:  # exact inner products of the candidates, in item-index order so ties go to the lower index
+            vals = self.form.items[cand] @ self.form.users[u]
+            vals, order = torch.sort(vals, descending=True, stable=True)
+            vals, idx = vals[:k], cand[order[:k]]
+        keep = vals > -torch.inf
+        idx = idx[keep]
+        return self._rows(idx.tolist(), self.form.model_scores(u, vals[keep]).tolist())
+
+    def _exact_generic(self, u: int, k: int, seen: torch.Tensor | None, mask: torch.Tensor | None,
+                       ) -> list[dict[str, Any]]:
+        rows = torch.tensor([u])
+        with torch.no_grad():
+            scores = self.model.score(rows).float()  # (1, n_items)
+        if mask is not None:
+            scores[:, ~mask] = -torch.inf
+        idx, vals = top_k(scores, k, exclude=self.model.seen_ if seen is not None else None, rows=rows)
+        keep = idx[0] >= 0
+        return self._rows(idx[0][keep].tolist(), vals[0][keep].tolist())
+
+    def _ann_candidates(self, u: int, k: int, seen: torch.Tensor | None, mask: torch.Tensor | None,
+                        ) -> torch.Tensor | None:
+        """Up to k allowed, unseen items from the index (sorted by index), or None to score exactly instead.
+
+        The mask is applied inside the search (a FAISS ID selector); seen items are removed by
+        over-fetching k + n_seen and filtering. If too few remain, the caller scores exactly.
+        """
+        assert self.index is not None and self.form is not None
+        n_seen = 0 if seen is None else seen.numel()
+        fetch = k + n_seen
+        allowed = None if mask is None else mask.numpy()
+        if allowed is not None and int(allowed.sum()) < 4 * fetch:
+            return None  # a very selective filter: the exact masked scoring is cheap and complete
+        found, _ = self.index.search(self.form.users[u].numpy()[None], fetch, allowed)
+        skip = set(seen.tolist()) if n_seen else set()  # a set: torch.isin costs ~0.2 ms on these sizes
+        cand = sorted(i for i in found[0].tolist() if i >= 0 and i not in skip)
+        if len(cand) < min(k, self.model.n_items - n_seen):
+            return None
+        return torch.tensor(cand, dtype=torch.int64)
+
+    # ---- anonymous users ----------------------------------------------------------------
+    def recommend_new_user(self, ratings: list[tuple[Any, float]] | None = None, liked: list[Any] | None = None,
+                           k: int = 10, *, include: list[Any] | None = None, exclude: list[Any] | None = None,
+                           genre: str | None = None) -> list[dict[str, Any]]:
+        """Top-k for a user known only by a few ratings or liked items (fold-in), each with a reason.
+
+        The history is folded into the frozen model (`recotorch.models.foldin`); the whole
+        catalogue is scored, rated items and filtered-out items masked, then the top k taken.
+        """
+        try:
+            from recotorch.models.foldin import fold_in, new_user_scores
+        except ImportError as exc:
+            raise FoldInUnavailableError("recommendations for a new user need recotorch.models.foldin, "
+                                         "which this installation lacks") from exc
+        items = self.catalog.items
+        raws = [r for r, _ in ratings] if ratings else list(liked or [])
+        if not raws:
+            raise ValueError("give at least one rated or liked item")
+        idx = items.indices(raws, "item")
+        values = [float(v) for _, v in ratings] if ratings else self._liked_values(len(raws))
+        mask = self.candidate_mask(include, exclude, genre)
+        try:
+            vector = fold_in(self.model, [items.raw(i) for i in idx.tolist()], values)
+        except TypeError as exc:  # a model kind fold-in does not cover
+            raise NotImplementedError(str(exc)) from exc
+        with torch.no_grad():
+            scores = new_user_scores(self.model, vector[None])[0].float().clone()  # (n_items,)
+        scores[torch.from_numpy(idx)] = -torch.inf
+        if mask is not None:
+            scores.masked_fill_(~mask, -torch.inf)
+        vals, top = torch.topk(scores, min(k, scores.numel()))
+        keep = vals > -torch.inf
+        top, vals = top[keep], vals[keep]
+        rows = self._rows(top.tolist(), vals.tolist())
+        self._add_reasons(rows, top, idx, values if ratings else None)
+        return rows
+
+    def _liked_values(self, n: int) -> list[float] | None:
+        """Ratings standing for "liked" items: the top of the scale for rating models, none (1) otherwise."""
+        if self.model.task != "rating":
+            return None
+        span = getattr(self.model, "rating_range_", None)
+        if span is None:
+            raise ValueError(f"{type(self.model).__name__} predicts ratings on an open scale: send 'ratings', "
+                             "not 'liked'")
+        lo, hi = span
+        if getattr(self.model, "rating_range", None) == "auto":  # (lo - s/4, hi + s/8) around the data's range
+            s = (hi - lo) / 1.375
+            hi = hi - s / 8
+        return [float(hi)] * n
+
+    def _add_reasons(self, rows: list[dict[str, Any]], ranked: torch.Tensor, rated: np.ndarray,
+                     values: list[float] | None) -> None:
+        """'because you liked X': the liked item whose vector is closest (cosine) to each recommendation."""
+        if self._unit is None or not rows:
+            return
+        liked = torch.from_numpy(rated)
+        if values is not None:
+            v = torch.tensor(values)
+            liked = liked[v >= v.mean()]  # above-average ratings count as liked
+        sims = self._unit[ranked] @ self._unit[liked].T  # (n_recs, n_liked)
+        best = sims.argmax(dim=1)
+        for row, j, s in zip(rows, best.tolist(), sims.max(dim=1).values.tolist(), strict=True):
+            i = int(liked[j])
+            row["because"] = {"item": self.catalog.items.raw(i), "title": self.catalog.title(i),
+                              "similarity": round(float(s), 4)}
+
+    # ---- items --------------------------------------------------------------------------
+    def similar(self, item: Any, k: int = 10) -> list[dict[str, Any]]:
+        """Items closest to `item` (cosine of item vectors, or the model's own notion of similarity)."""
+        i = self.catalog.items.index(item, "item")
+        if self._own_similar:
+            recs = self.model.similar_items([self.catalog.items.raw(i)], k)
+            keep = recs.item_idx[0] >= 0
+            return self._rows(recs.item_idx[0][keep].tolist(), recs.scores[0][keep].tolist())
+        if self._unit is None:
+            raise NotImplementedError(f"{type(self.model).__name__} has no item vectors to compare")
+        sims = (self._unit @ self._unit[i]).unsqueeze(0)  # (1, n_items)
+        sims[0, i] = -torch.inf
+        idx, vals = top_k(sims, max(1, min(k, self.model.n_items - 1)))
+        keep = idx[0] >= 0
+        return self._rows(idx[0][keep].tolist(), vals[0][keep].tolist())
+
+    def predict(self, pairs: list[tuple[Any, Any]], allow_unknown: bool = False) -> list[dict[str, Any]]:
+        """Model scores of (user, item) pairs; unknown ids raise unless `allow_unknown` (then the fallback)."""
+        u = torch.tensor([self.users.get(p[0]) for p in pairs], dtype=torch.int64)
+        i = torch.tensor([self.catalog.items.get(p[1]) for p in pairs], dtype=torch.int64)
+        known = (u >= 0) & (i >= 0)
+        if not allow_unknown and not bool(known.all()):
+            j = int((~known).nonzero()[0])
+            kind, raw = ("user", pairs[j][0]) if u[j] < 0 else ("item", pairs[j][1])
+            raise UnknownIdError(f"unknown {kind} id: {raw!r} (pair {j}); set allow_unknown for fallback values")
+        with torch.no_grad():
+            values = self.model._fallback(u, i).float() if not bool(known.all()) else torch.zeros(len(pairs))
+            if bool(known.any()):
+                values[known] = self.model.score(u[known], i[known]).float()
+        return [{"user": p[0], "item": p[1], "prediction": float(v), "known": bool(kn)}
+                for p, v, kn in zip(pairs, values.tolist(), known.tolist(), strict=True)]
+
+    def search(self, query: str = "", limit: int = 20, offset: int = 0, genre: str | None = None) -> dict[str, Any]:
+        total, idx = self.catalog.search(query, limit, offset, genre)
+        pop = self.catalog.popularity
+        return {"total": total, "items": [{**self.catalog.describe(i), "n_ratings": int(pop[i])} for i in idx]}

@@ -1,0 +1,148 @@
+"""Request and response bodies of the HTTP API (pydantic; they are also the OpenAPI schema)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+MAX_K = 1000
+MAX_LIST = 10_000
+MAX_RATINGS = 1000
+
+IdText = Annotated[StrictStr, StringConstraints(min_length=1, max_length=256)]
+RawId = StrictInt | IdText  # ids keep their JSON type; "42" still finds 42 in an integer vocabulary
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+ModelName = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Rating(Body):
+    item: RawId
+    rating: Finite
+
+
+class NewUserRequest(Body):
+    """A user the model has never seen, described by a few ratings or by liked items (not both)."""
+
+    ratings: list[Rating] = Field(default_factory=list, max_length=MAX_RATINGS)
+    liked: list[RawId] = Field(default_factory=list, max_length=MAX_RATINGS)
+    k: int = Field(10, ge=1, le=MAX_K)
+    include: list[RawId] | None = Field(None, max_length=MAX_LIST)
+    exclude: list[RawId] | None = Field(None, max_length=MAX_LIST)
+    genre: Annotated[StrictStr, StringConstraints(max_length=100)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NewUserRequest:
+        if bool(self.ratings) == bool(self.liked):
+            raise ValueError("give either 'ratings' (item + rating pairs) or 'liked' (item ids), not both or none")
+        return self
+
+
+class Pair(Body):
+    user: RawId
+    item: RawId
+
+
+class PredictRequest(Body):
+    pairs: list[Pair] = Field(min_length=1, max_length=MAX_LIST)
+    allow_unknown: bool = Field(False, description="answer unknown ids with the model's fallback instead of 404")
+
+
+class FeedbackEvent(Body):
+    """One piece of feedback; ids need not be known to the model (the log feeds the next fit)."""
+
+    user: RawId
+    item: RawId
+    value: Finite
+    time: float | Annotated[StrictStr, StringConstraints(max_length=64)] | None = Field(
+        None, description="unix seconds or ISO 8601 (UTC when no offset); the server's clock when absent")
+
+    @field_validator("time")
+    @classmethod
+    def _seconds(cls, value: float | str | None) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("time must be unix seconds or an ISO 8601 date-time") from None
+            value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        if not math.isfinite(value) or not 0 <= value <= 1e11:
+            raise ValueError("time must be between 1970 and the year 5138 (unix seconds)")
+        return float(value)
+
+
+class ReloadRequest(Body):
+    model: ModelName = Field(description="a model directory name under the server's --models-root")
+
+
+class Because(BaseModel):
+    item: int | str
+    title: str | None
+    similarity: float
+
+
+class ItemOut(BaseModel):
+    item: int | str
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = []
+    score: float | None = None
+    n_ratings: int | None = None
+    because: Because | None = None
+
+
+class RecommendationsOut(BaseModel):
+    user: int | str | None
+    model: str
+    items: list[ItemOut]
+
+
+class SimilarOut(BaseModel):
+    item: int | str
+    model: str
+    items: list[ItemOut]
+
+
+class SearchOut(BaseModel):
+    total: int
+    items: list[ItemOut]
+
+
+class PredictionOut(BaseModel):
+    user: int | str
+    item: int | str
+    prediction: float
+    known: bool
+
+
+class PredictOut(BaseModel):
+    model: str
+    predictions: list[PredictionOut]
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    stored: bool
+
+
+class ReloadOut(BaseModel):
+    model: str
+    previous: str
+    load_seconds: float

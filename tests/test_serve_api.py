@@ -1,0 +1,244 @@
+"""The HTTP API of `recotorch serve`: routes, filters before top-k, validation, metrics (FastAPI TestClient)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("faiss")
+
+from fastapi.testclient import TestClient
+
+from recotorch.models import MatrixFactorization
+from recotorch.serve.app import create_app
+from recotorch.serve.recommender import Recommender
+from recotorch.serve.synthetic import toy_catalogue
+
+FOLDIN = importlib.util.find_spec("recotorch.models.foldin") is not None
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("models")
+    MatrixFactorization(dim=8, epochs=20, seed=0).fit(toy_catalogue()).save(root / "mf")
+    return root / "mf"
+
+
+@pytest.fixture(scope="module")
+def client(model_dir, tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    store = tmp_path_factory.mktemp("store") / "feedback.db"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        app = create_app(model_dir, store_url=f"sqlite:///{store}", models_root=model_dir.parent)
+    with TestClient(app) as c:
+        yield c
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model(client):
+    return client.app.state.server.recommender.model
+
+
+def items_of(response) -> list:
+    assert response.status_code == 200, response.text
+    return [row["item"] for row in response.json()["items"]]
+
+
+def test_health_info_and_openapi(client):
+    assert client.get("/health").json()["status"] == "ok"
+    info = client.get("/info").json()
+    assert info["n_items"] == 80 and info["retrieval"] == "exact" and "Comedy" in info["genres"]
+    paths = client.get("/openapi.json").json()["paths"]
+    for route in ("/users/{user_id}/recommendations", "/recommendations", "/items/{item_id}/similar", "/predict",
+                  "/feedback", "/health", "/metrics", "/items", "/admin/reload"):
+        assert route in paths
+
+
+def test_user_recommendations_match_the_model(client, model):
+    for user in (1, 7, 30):
+        expected = model.recommend([user], k=10).item_ids(0)
+        response = client.get(f"/users/{user}/recommendations?k=10")
+        assert items_of(response) == expected
+        body = response.json()
+        assert body["user"] == user and body["items"][0]["title"].startswith("Movie ")
+        scores = [row["score"] for row in body["items"]]
+        assert scores == sorted(scores, reverse=True)
+        pred = model.predict([user], [body["items"][0]["item"]]).values[0]
+        assert scores[0] == pytest.approx(float(pred), abs=1e-4)
+        assert response.headers["X-Model-Version"].startswith("mf@")
+
+
+def test_seen_items_excluded_unless_asked(client, model):
+    seen = set(model.items_.lookup(model.seen_.row(0).numpy()))
+    assert not seen & set(items_of(client.get("/users/1/recommendations?k=50")))
+    everything = items_of(client.get("/users/1/recommendations?k=80&exclude_seen=false"))
+    assert len(everything) == 80 and seen <= set(everything)
+
+
+def test_genre_filter_is_applied_before_top_k(client, model):
+    comedy = set(model.item_features_.filter(model.item_features_["genres"].list.contains("Comedy"))["id"])
+    got = items_of(client.get("/users/3/recommendations?k=5&genre=comedy"))
+    assert len(got) == min(5, len(comedy - set(model.items_.lookup(model.seen_.row(2).numpy()))))
+    assert set(got) <= comedy
+    assert got == model.recommend([3], k=5, include=sorted(comedy)).item_ids(0)  # the best k comedies, not a cut
+
+
+def test_include_and_exclude_lists(client, model):
+    got = items_of(client.get("/users/2/recommendations?k=10&include=1,2,3&include=4&exclude_seen=false"))
+    assert sorted(got) == [1, 2, 3, 4]
+    top = items_of(client.get("/users/2/recommendations?k=3"))
+    after = items_of(client.get(f"/users/2/recommendations?k=3&exclude={top[0]}"))
+    assert top[0] not in after and after[:2] == top[1:]
+    assert client.get("/users/2/recommendations?include=1,99999").status_code == 404
+
+
+def test_similar_items(client, model):
+    got = client.get("/items/5/similar?k=4")
+    assert items_of(got) == model.similar_items([5], k=4).item_ids(0)
+    assert got.json()["item"] == 5
+    assert client.get("/items/99999/similar").status_code == 404
+
+
+def test_predict_pairs(client, model):
+    body = {"pairs": [{"user": 1, "item": 2}, {"user": "4", "item": "5"}]}
+    preds = client.post("/predict", json=body).json()["predictions"]
+    expected = model.predict([1, 4], [2, 5]).values
+    assert [p["prediction"] for p in preds] == pytest.approx(expected.tolist(), abs=1e-4)
+    unknown = {"pairs": [{"user": 1, "item": 99999}]}
+    assert client.post("/predict", json=unknown).status_code == 404
+    fallback = client.post("/predict", json={**unknown, "allow_unknown": True}).json()["predictions"][0]
+    assert fallback["known"] is False and np.isfinite(fallback["prediction"])
+
+
+def test_search_and_browse(client, model):
+    browse = client.get("/items?limit=5").json()
+    assert browse["total"] == 80 and len(browse["items"]) == 5
+    counts = [row["n_ratings"] for row in browse["items"]]
+    assert counts == sorted(counts, reverse=True)
+    found = client.get("/items?q=MOVIE 7 (&limit=50").json()
+    assert {row["item"] for row in found["items"]} == {7} and found["total"] == 1
+    drama = client.get("/items?genre=Drama&limit=100").json()
+    assert drama["total"] > 0 and all(row["genres"] == ["Drama"] for row in drama["items"])
+    assert client.get("/items/7").json()["title"].startswith("Movie 7 ")
+
+
+@pytest.mark.skipif(not FOLDIN, reason="recotorch.models.foldin is not in this tree yet")
+def test_anonymous_user_from_ratings_and_likes(client):
+    body = {"ratings": [{"item": 1, "rating": 5}, {"item": 2, "rating": 1}, {"item": 3, "rating": 4}], "k": 5}
+    got = client.post("/recommendations", json=body)
+    rows = got.json()["items"]
+    assert got.status_code == 200 and len(rows) == 5 and not {1, 2, 3} & {r["item"] for r in rows}
+    assert all(r["because"]["item"] in (1, 3) for r in rows)  # reasons come from the liked items only
+    liked = client.post("/recommendations", json={"liked": [1, 3], "k": 4, "genre": "Drama"})
+    assert liked.status_code == 200 and all(r["genres"] == ["Drama"] for r in liked.json()["items"])
+
+
+@pytest.mark.skipif(FOLDIN, reason="fold-in is available")
+def test_anonymous_user_without_foldin_says_so(client):
+    got = client.post("/recommendations", json={"liked": [1, 3]})
+    assert got.status_code == 501 and "foldin" in got.json()["detail"]
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/users/1/recommendations?k=0", 422),
+    ("/users/1/recommendations?k=1001", 422),
+    ("/users/1/recommendations?k=ten", 422),
+    ("/users/1/recommendations?k=1000", 200),
+    ("/users/1/recommendations?exclude_seen=maybe", 422),
+    ("/users/424242/recommendations", 404),
+    ("/users/abc/recommendations", 404),
+    ("/users/1/recommendations?genre=polka", 422),
+    ("/items/5/similar?k=100000", 422),
+    ("/items?limit=0", 422),
+    ("/items?q=" + "x" * 500, 422),
+])
+def test_validation_matrix_get(client, path, status):
+    got = client.get(path)
+    assert got.status_code == status, got.text
+    if status == 404:
+        assert "unknown user id" in got.json()["detail"]
+
+
+@pytest.mark.parametrize("route, body, status", [
+    ("/recommendations", {"ratings": [{"item": 1, "rating": "five"}]}, 422),
+    ("/recommendations", {"liked": []}, 422),
+    ("/recommendations", {"liked": [1], "ratings": [{"item": 2, "rating": 3}]}, 422),
+    ("/recommendations", {"liked": [1], "k": 5000}, 422),
+    ("/recommendations", {"liked": [1], "surprise": True}, 422),
+    ("/recommendations", {"liked": [99999]}, 404 if FOLDIN else 501),
+    ("/predict", {"pairs": []}, 422),
+    ("/predict", {"pairs": [{"user": 1.5, "item": 2}]}, 422),
+    ("/predict", {"pairs": [{"user": True, "item": 2}]}, 422),
+    ("/feedback", {"user": 1, "item": 2}, 422),
+    ("/feedback", {"user": 1, "item": 2, "value": float("nan")}, 422),
+    ("/feedback", {"user": 1, "item": 2, "value": 1, "time": -5}, 422),
+    ("/feedback", {"user": "", "item": 2, "value": 1}, 422),
+    ("/admin/reload", {"model": "../mf"}, 422),
+    ("/admin/reload", {"model": "/etc"}, 422),
+    ("/admin/reload", {"model": "missing"}, 404),
+])
+def test_validation_matrix_post(client, route, body, status):
+    import json
+
+    got = client.post(route, content=json.dumps(body, allow_nan=True), headers={"Content-Type": "application/json"})
+    assert got.status_code == status, got.text
+
+
+def test_malformed_json_is_422(client):
+    got = client.post("/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert got.status_code == 422
+
+
+def test_feedback_is_stored(client):
+    got = client.post("/feedback", json={"user": "new-user", "item": 3, "value": 4.5, "time": "2024-05-01T12:00:00Z"})
+    assert got.status_code == 201 and got.json()["stored"] is True
+    frame = client.app.state.server.store.read()
+    last = frame.row(-1, named=True)
+    assert (last["user"], last["item"], last["rating"], last["timestamp"]) == ("new-user", 3, 4.5, 1714564800)
+
+
+def test_feedback_without_store_is_503(model_dir):
+    app = create_app(Recommender.load(model_dir))
+    with TestClient(app) as c:
+        assert c.post("/feedback", json={"user": 1, "item": 2, "value": 1}).status_code == 503
+
+
+def test_metrics_exposition(client):
+    client.get("/users/1/recommendations?k=3")
+    client.get("/users/424242/recommendations")
+    text = client.get("/metrics").text
+    assert re.search(r'recotorch_http_requests_total\{route="/users/\{user_id\}/recommendations",method="GET",'
+                     r'status="200"\} \d+', text)
+    assert 'status="404"' in text and "424242" not in text  # labels carry the route template, not ids
+    assert re.search(r'recotorch_http_request_duration_seconds_bucket\{route="/users/\{user_id\}/recommendations",'
+                     r'method="GET",le="\+Inf"\} \d+', text)
+    assert "# TYPE recotorch_http_request_duration_seconds histogram" in text and "recotorch_model_items 80" in text
+
+
+def test_page_and_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/../app.py").status_code == 404
+    assert client.get("/static/%2e%2e/app.py").status_code == 404
+
+
+def test_string_item_ids(tmp_path):
+    from recotorch.serve.synthetic import synthetic_mf
+
+    synthetic_mf(20, 300, 8, seen_per_user=5).save(tmp_path / "syn")
+    with TestClient(create_app(tmp_path / "syn")) as c:
+        got = c.get("/users/3/recommendations?k=4&include=sku-0000001,sku-0000002")
+        assert all(i.startswith("sku-") for i in items_of(got))
+        assert items_of(c.get("/items/sku-0000010/similar?k=3"))
+        assert c.get("/items/10/similar").status_code == 404
