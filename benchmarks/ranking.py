@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import machine, ml100k_dir, peak_rss_mb, write_results  # noqa: E402
+from _common import machine, ml100k_dir, peak_rss_mb, write_results
 
 MODELS = [
     ("most popular", "pop", {}),

@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import machine, ml100k_dir, peak_rss_mb, write_results  # noqa: E402
+from _common import machine, ml100k_dir, peak_rss_mb, write_results
 
 FOLDS = ["u1", "u2", "u3", "u4", "u5"]
 
@@ -54,7 +54,8 @@ def main() -> None:
     for name in args.models.split(","):
         proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    header = "| model | u1..u5 RMSE (mean ± std) | u1..u5 MAE | random 80/20 RMSE | random 80/20 MAE | fit s (80/20) | peak RSS MB |"
+    header = ("| model | u1..u5 RMSE (mean ± std) | u1..u5 MAE | random 80/20 RMSE | random 80/20 MAE "
+              "| fit s (80/20) | peak RSS MB |")
     lines = [header, "|---|---|---|---|---|---|---|"]
     for r in results:
         folds = [r["cases"][f] for f in FOLDS]
