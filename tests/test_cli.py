@@ -15,7 +15,7 @@ import pytest
 import recotorch as rt
 
 
-def run_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "recotorch", *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")

@@ -15,9 +15,11 @@ from recotorch.models.baselines import fit_biases, partial_bias
 from recotorch.train.config import TrainConfig
 from recotorch.train.losses import mse_loss
 from recotorch.train.lr_finder import LRFind, lr_find
-from recotorch.train.trainer import History, Trainer, resolve_device, seeded
+from recotorch.train.optimizers import SPARSE_OPTIMIZERS
+from recotorch.train.trainer import FusedStep, History, Trainer, resolve_device, seeded
 
-TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress")
+TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress",
+                "optimizer", "amp")  # an estimator without one of these gets the TrainConfig default
 
 
 class GradientEstimator(Estimator):
@@ -45,7 +47,12 @@ class GradientEstimator(Estimator):
 
     # ---- shared machinery ---------------------------------------------------------------
     def train_config(self) -> TrainConfig:
-        return TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS})
+        return TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS if hasattr(self, k)})
+
+    @property
+    def sparse_gradients(self) -> bool:
+        """True when the optimiser updates only touched rows, so embeddings should be sparse."""
+        return getattr(self, "optimizer", "adamw") in SPARSE_OPTIMIZERS
 
     def fit(self, train: Interactions, valid: Interactions | None = None, *,
             checkpoint_dir: str | Path | None = None, resume: bool = False) -> GradientEstimator:
@@ -63,10 +70,15 @@ class GradientEstimator(Estimator):
                        "rows": len(train), "checksum": _data_checksum(train)}
         trainer = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume, fingerprint=fingerprint)
         validate = None if valid is None or len(valid) == 0 else (lambda: self._valid_loss(valid))
-        self.history_ = trainer.fit(self.module_, self._batch_loss, self._training_tensors(train), validate)
+        self.history_ = trainer.fit(self.module_, self._batch_loss, self._training_tensors(train), validate,
+                                    fused_step=self._fused_step())
 
     def _prepare(self, train: Interactions) -> None:
         """Hook run before the module is built (e.g. fit a fallback baseline)."""
+
+    def _fused_step(self) -> FusedStep | None:
+        """Optionally, a step doing loss, backward and optimiser update at once (see `Trainer.fit`)."""
+        return None
 
     def find_lr(self, train: Interactions, **kwargs: Any) -> LRFind:
         """Run the learning-rate finder on a fresh module (this estimator stays unfitted)."""

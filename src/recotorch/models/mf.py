@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from recotorch.models.base import register
 from recotorch.models.gradient import RatingModel, squash
+from recotorch.train.config import OptimizerName
+from recotorch.train.fast_mf import FusedDotBiasStep
 
 RatingRange = tuple[float, float] | Literal["auto"] | None
+# tuned on ml-100k (RMSE ~0.904 in ~0.3 s) and checked on a 20M-row synthetic log (docs/scale.md)
+FAST_SETTINGS: dict[str, Any] = {"optimizer": "rowwise_adagrad", "batch_size": 8192, "lr": 0.1,
+                                 "weight_decay": 0.1, "epochs": 5}
 
 
 class DotBias(nn.Module):
     """score(u, i) = squash(<p_u, q_i> + b_u + b_i).
 
     Holds only tensors; `forward` scores pairs (B,) and `score_all` scores users against the
-    whole catalogue (B, n_items) with one matrix product.
+    whole catalogue (B, n_items) with one matrix product. `sparse=True` gives row-sparse
+    gradients, for the optimisers that update only the rows a batch touches.
     """
 
     def __init__(self, n_users: int, n_items: int, dim: int,
-                 rating_range: tuple[float, float] | None = None, init_std: float = 0.01) -> None:
+                 rating_range: tuple[float, float] | None = None, init_std: float = 0.01,
+                 sparse: bool = False) -> None:
         super().__init__()
-        self.user_factors = nn.Embedding(n_users, dim)
-        self.item_factors = nn.Embedding(n_items, dim)
-        self.user_bias = nn.Embedding(n_users, 1)
-        self.item_bias = nn.Embedding(n_items, 1)
+        self.user_factors = nn.Embedding(n_users, dim, sparse=sparse)
+        self.item_factors = nn.Embedding(n_items, dim, sparse=sparse)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse)
+        self.item_bias = nn.Embedding(n_items, 1, sparse=sparse)
         nn.init.normal_(self.user_factors.weight, 0.0, init_std)
         nn.init.normal_(self.item_factors.weight, 0.0, init_std)
         nn.init.zeros_(self.user_bias.weight)
@@ -39,9 +46,14 @@ class DotBias(nn.Module):
         return squash(raw, self.rating_range)
 
     def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
-        raw = self.user_factors(user_idx) @ self.item_factors.weight.T  # (B, n_items)
-        raw = raw + self.user_bias(user_idx) + self.item_bias.weight.T
-        return squash(raw, self.rating_range)
+        # the item biases ride in the product (addmm) and the rest is in place, so the only
+        # (B, n_items) tensor made is the result: 3x faster than out-of-place on a CPU
+        raw = torch.addmm(self.item_bias.weight.T, self.user_factors(user_idx), self.item_factors.weight.T)
+        raw += self.user_bias(user_idx)  # (B, n_items)
+        if self.rating_range is None:
+            return raw
+        lo, hi = self.rating_range
+        return raw.sigmoid_().mul_(hi - lo).add_(lo)  # = squash(raw), in place
 
 
 @register
@@ -52,8 +64,14 @@ class MatrixFactorization(RatingModel):
     5 epochs) reach RMSE ~0.907 on a random 80/20 split of ml-100k in about half a second of
     training on 2 CPU cores. `rating_range="auto"` maps 1-5 stars to (0, 5.5) as in the course.
 
+    `optimizer="rowwise_adagrad"` (or "sparse_adam") trains with sparse embedding gradients,
+    touching only the rows of each batch: the way to train on millions of rows, with large
+    batches. `MatrixFactorization.fast()` gives settings tuned for it; `amp=True` runs the
+    forward pass under bfloat16 autocast (for GPUs).
+
     >>> model = MatrixFactorization(dim=50, epochs=5).fit(train, valid=test)
     >>> model.predict([196], [242]).values
+    >>> big = MatrixFactorization.fast(dim=64).fit(twenty_million_rows)
     """
 
     name = "mf"
@@ -61,7 +79,7 @@ class MatrixFactorization(RatingModel):
     def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
                  epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False) -> None:
         self.dim = dim
         self.rating_range = rating_range
         self.init_std = init_std
@@ -73,9 +91,24 @@ class MatrixFactorization(RatingModel):
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.optimizer = optimizer
+        self.amp = amp
+
+    @classmethod
+    def fast(cls, **params: Any) -> MatrixFactorization:
+        """Settings for large logs: row-wise Adagrad on sparse gradients with large batches
+        (`FAST_SETTINGS`); any hyper-parameter may be overridden."""
+        return cls(**{**FAST_SETTINGS, **params})
 
     def _build_module(self, n_users: int, n_items: int) -> DotBias:
-        return DotBias(n_users, n_items, self.dim, self.rating_range_, self.init_std)
+        return DotBias(n_users, n_items, self.dim, self.rating_range_, self.init_std, sparse=self.sparse_gradients)
+
+    def _fused_step(self) -> FusedDotBiasStep | None:
+        if self.optimizer != "rowwise_adagrad":
+            return None
+        m = self.module_
+        return FusedDotBiasStep(m.user_factors.weight, m.item_factors.weight, m.user_bias.weight,
+                                m.item_bias.weight, self.rating_range_)
 
     def item_vectors(self) -> torch.Tensor:
         return self.module_.item_factors.weight.detach().cpu()

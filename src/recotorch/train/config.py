@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+OptimizerName = Literal["adamw", "sparse_adam", "rowwise_adagrad"]
+
 
 @dataclass
 class TrainConfig:
@@ -20,8 +22,14 @@ class TrainConfig:
     patience: stop after this many epochs without validation improvement (None: never),
         then restore the best epoch's weights.
     seed: seeds initialisation, shuffling and dropout (the global RNG is left untouched).
-    device: "cpu", "cuda", "cuda:1", or "auto" (CUDA when available).
+    device: "cpu", "cuda", "cuda:1", or "auto" (CUDA when available). Under torchrun each
+        process uses "cuda:LOCAL_RANK" instead of a CUDA device named here.
     progress: show a progress bar with the live loss.
+    optimizer: "adamw" (dense; the default), or one that updates only the rows a batch
+        touches (for models whose embeddings give sparse gradients): "rowwise_adagrad"
+        (fastest; see `recotorch.train.optimizers`) or "sparse_adam" (lazy Adam).
+    amp: run the forward pass under bfloat16 autocast (matrix products in bf16, weights and
+        optimiser in fp32); worthwhile on GPUs with bf16 tensor cores.
     """
 
     epochs: int = 5
@@ -35,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = False
+    optimizer: OptimizerName = "adamw"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "grad_accum"):
@@ -44,6 +54,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in ("one_cycle", "constant"):
             raise ValueError(f"schedule must be 'one_cycle' or 'constant', got {self.schedule!r}")
+        if self.optimizer not in ("adamw", "sparse_adam", "rowwise_adagrad"):
+            raise ValueError(f"optimizer must be 'adamw', 'sparse_adam' or 'rowwise_adagrad', got {self.optimizer!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,4 +64,7 @@ class TrainConfig:
         """The fields that change the numbers (not progress display)."""
         d = self.to_dict()
         d.pop("progress")
+        for name, default in (("optimizer", "adamw"), ("amp", False)):  # older checkpoints lack them
+            if d[name] == default:
+                d.pop(name)
         return d

@@ -16,11 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from recotorch.train import distributed
 from recotorch.train.config import TrainConfig
+from recotorch.train.optimizers import make_optimizer
 from recotorch.train.progress import EpochProgress
 
 BatchLoss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 Validate = Callable[[], float]
+# computes its own gradients and applies the optimiser's update; returns the batch loss
+FusedStep = Callable[[dict[str, torch.Tensor], torch.optim.Optimizer], torch.Tensor]
 
 
 @contextlib.contextmanager
@@ -77,6 +81,11 @@ class Trainer:
     `batch_loss` the same dict sliced to one batch. With `checkpoint_dir`, the state after each
     epoch is written there atomically; `resume=True` continues from it, giving the same numbers
     as an uninterrupted run because every epoch's shuffling and dropout are seeded by its number.
+
+    `config.optimizer` picks AdamW or a row-sparse optimiser (`recotorch.train.optimizers`) and
+    `config.amp` bfloat16 autocast. Launched by torchrun with WORLD_SIZE > 1, each process takes
+    its slice of every global batch and gradients are summed over processes
+    (`recotorch.train.distributed`); only rank 0 writes checkpoints.
     """
 
     def __init__(self, config: TrainConfig, *, checkpoint_dir: str | Path | None = None,
@@ -88,15 +97,22 @@ class Trainer:
         self.device = resolve_device(config.device)
 
     def fit(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor],
-            validate: Validate | None = None) -> History:
+            validate: Validate | None = None, *, fused_step: FusedStep | None = None) -> History:
+        """Train `module` on `data`; `validate` (lower is better) runs after each epoch.
+
+        `fused_step`, when given, replaces loss + backward + optimiser step for single-process
+        fp32 runs without gradient accumulation (e.g. `FusedDotBiasStep`); it must do exactly
+        what those would, since the other cases still take the generic path.
+        """
         cfg = self.config
         n = _common_length(data)
+        self.device = distributed.setup(self.device)
         module.to(self.device)
+        distributed.broadcast_module(module)
         data = {k: _to_device(v, self.device) for k, v in data.items()}
         n_batches = math.ceil(n / cfg.batch_size)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      betas=(0.9, 0.99))
+        optimizer = make_optimizer(cfg.optimizer, module.parameters(), cfg.lr, cfg.weight_decay)
         scheduler = _make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
         history, best_state, start = History(), None, 0
         state = self._load_checkpoint()
@@ -114,7 +130,8 @@ class Trainer:
                 if history.stopped_early:
                     break
                 tic = time.perf_counter()
-                train_loss = self._run_epoch(module, batch_loss, data, n, epoch, optimizer, scheduler, history, bar)
+                train_loss = self._run_epoch(module, batch_loss, data, n, epoch, optimizer, scheduler, history, bar,
+                                             fused_step if self._can_fuse(fused_step) else None)
                 valid_loss = None
                 if validate is not None:
                     module.eval()
@@ -134,28 +151,59 @@ class Trainer:
 
     def _run_epoch(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor], n: int,
                    epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any, history: History,
-                   bar: EpochProgress) -> float:
+                   bar: EpochProgress, fused_step: FusedStep | None = None) -> float:
         cfg = self.config
         module.train()
         shuffle = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=shuffle).to(self.device)
         total = torch.zeros((), device=self.device)
         n_batches = math.ceil(n / cfg.batch_size)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp
+                    else contextlib.nullcontext())
         with seeded(cfg.seed + 1 + epoch, self.device):  # dropout etc.
+            if fused_step is not None:
+                return self._run_fused(fused_step, data, order, n, epoch, optimizer, scheduler, history, bar)
             for b in range(n_batches):
-                rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                loss = batch_loss({k: v[rows] for k, v in data.items()})
-                (loss / cfg.grad_accum).backward()
+                rows, weight = distributed.shard(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+                with autocast:
+                    loss = batch_loss({k: v.index_select(0, rows) for k, v in data.items()})
+                if cfg.amp:
+                    loss = loss.float()  # the loss and its scaling in fp32, whatever autocast made
+                scaled = loss / cfg.grad_accum
+                (scaled if weight == 1.0 else scaled * weight).backward()
                 last = b == n_batches - 1
                 if (b + 1) % cfg.grad_accum == 0 or last:
+                    distributed.sync_gradients(module.parameters())
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                total += loss.detach() * rows.numel()
+                total += loss.detach() * (rows.numel() if weight else 0)
                 if b % 16 == 0 or last:  # a sync every 16 steps keeps the bar live but cheap
                     value = float(loss.detach())
                     history.step_losses.append(value)
                     bar.step(epoch, b + 1, value)
+        distributed.all_reduce_sum(total)
+        return float(total) / n
+
+    def _can_fuse(self, fused_step: FusedStep | None) -> bool:
+        cfg = self.config
+        return fused_step is not None and cfg.grad_accum == 1 and not cfg.amp and not distributed.is_distributed()
+
+    def _run_fused(self, step: FusedStep, data: dict[str, torch.Tensor], order: torch.Tensor, n: int, epoch: int,
+                   optimizer: torch.optim.Optimizer, scheduler: Any, history: History, bar: EpochProgress) -> float:
+        cfg = self.config
+        total = torch.zeros((), device=self.device)
+        n_batches = math.ceil(n / cfg.batch_size)
+        for b in range(n_batches):
+            rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            loss = step({k: v.index_select(0, rows) for k, v in data.items()}, optimizer)
+            optimizer.step()  # no gradients are pending, so a no-op; it keeps the scheduler's bookkeeping right
+            scheduler.step()
+            total += loss * rows.numel()
+            if b % 16 == 0 or b == n_batches - 1:
+                value = float(loss)
+                history.step_losses.append(value)
+                bar.step(epoch, b + 1, value)
         return float(total) / n
 
     def _track_best(self, module: nn.Module, history: History, best_state: dict | None) -> dict | None:
@@ -188,7 +236,7 @@ class Trainer:
     def _save_checkpoint(self, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                          history: History, best_state: dict | None) -> None:
         path = self._checkpoint_path
-        if path is None:
+        if path is None or not distributed.is_main_process():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -204,8 +252,9 @@ def _make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
     if cfg.schedule == "one_cycle" and total_steps >= 4:
         # each phase needs at least one whole step, which very short runs would not give it
         pct = min(max(cfg.pct_start, 1.5 / total_steps), 1 - 1.5 / total_steps)
+        momentum = "betas" in optimizer.defaults or "momentum" in optimizer.defaults  # Adagrad has none
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
-                                                   pct_start=pct)
+                                                   pct_start=pct, cycle_momentum=momentum)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
