@@ -26,6 +26,7 @@ from recotorch.cli.common import (
 )
 from recotorch.models import MODELS, make_model
 from recotorch.models.gradient import GradientEstimator
+from recotorch.train.distributed import is_main_process
 
 ModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}.")]
 
@@ -78,8 +79,8 @@ def fit(
             raise ValueError("--threshold goes with --implicit")
         checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
         if isinstance(estimator, GradientEstimator):
-            estimator.progress = progress_enabled()
-            if checkpoint.exists() and not resume:
+            estimator.progress = progress_enabled() and is_main_process()
+            if checkpoint.exists() and not resume and is_main_process():
                 shutil.rmtree(checkpoint)
             run = lambda: estimator.fit(data, valid_data, checkpoint_dir=checkpoint, resume=resume)  # noqa: E731
         else:
@@ -90,6 +91,8 @@ def fit(
             console.print(f"interrupted; the last finished epoch is saved in {checkpoint}; "
                           "run the same command with --resume to continue")
             raise typer.Exit(130) from None
+        if not is_main_process():  # under torchrun only rank 0 writes the model
+            return
         save(estimator, out_dir)
         shutil.rmtree(checkpoint, ignore_errors=True)
     out.print(f"fitted {model} on {len(data):,} rows ({data.n_users:,} users, {data.n_items:,} items) "
