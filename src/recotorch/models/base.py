@@ -98,6 +98,12 @@ class Estimator(ABC):
         """Rebuild fitted state from `_state()` output."""
 
     # ---- hyper-parameters ---------------------------------------------------------------
+    def _set_params(self, params: dict[str, Any]) -> None:
+        """Store `__init__` arguments verbatim (call as `self._set_params(locals())`)."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters by name, as given to `__init__`."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]

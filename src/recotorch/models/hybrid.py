@@ -199,23 +199,9 @@ class HybridMF(GradientEstimator):
                  init_std: float = 0.01, epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2,
                  weight_decay: float = 0.5, patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False) -> None:
-        self.task = task
-        self.dim = dim
+        self._set_params(locals())
         self.item_features = tuple(item_features)
         self.user_features = tuple(user_features)
-        self.min_count = min_count
-        self.id_dropout = id_dropout
-        self.n_neg = n_neg
-        self.rating_range = rating_range
-        self.init_std = init_std
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.progress = progress
 
     # ---- training -------------------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:

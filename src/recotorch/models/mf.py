@@ -80,19 +80,7 @@ class MatrixFactorization(RatingModel):
                  epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False) -> None:
-        self.dim = dim
-        self.rating_range = rating_range
-        self.init_std = init_std
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.progress = progress
-        self.optimizer = optimizer
-        self.amp = amp
+        self._set_params(locals())
 
     @classmethod
     def fast(cls, **params: Any) -> MatrixFactorization:

@@ -76,19 +76,8 @@ class NeuralCF(RatingModel):
                  batch_size: int = 256, lr: float = 5e-3, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False) -> None:
-        self.user_dim = user_dim
-        self.item_dim = item_dim
+        self._set_params(locals())
         self.layers = tuple(layers)
-        self.dropout = dropout
-        self.rating_range = rating_range
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.progress = progress
 
     def _build_module(self, n_users: int, n_items: int) -> ConcatMLP:
         return ConcatMLP(n_users, n_items, self.user_dim, self.item_dim, self.layers, self.dropout,

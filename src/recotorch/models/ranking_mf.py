@@ -56,19 +56,7 @@ class RankingMF(GradientEstimator):
                  init_std: float = 0.1, epochs: int = 20, batch_size: int = 2048, lr: float = 2e-2,
                  weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False) -> None:
-        self.loss = loss
-        self.dim = dim
-        self.n_neg = n_neg
-        self.sampler = sampler
-        self.init_std = init_std
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.progress = progress
+        self._set_params(locals())
 
     # ---- training -----------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
