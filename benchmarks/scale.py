@@ -138,58 +138,19 @@ def m_train(path: str, name: str, params: dict, mode: str, dim: int, probe_rows:
             "peak_rss_mb": peak_mb()}
 
 
-def m_topk(n_users: int, n_items: int, chunk: int, proposed: bool) -> dict:
+def m_topk(n_users: int, n_items: int, chunk: int) -> dict:
     import recotorch as rt
     from recotorch.data.synthetic import generate
 
     data = generate(n_users, n_items, 20 * n_users, seed=0).interactions()
     model = rt.MatrixFactorization.fast(dim=64, epochs=1).fit(data)
     users = model.users_.ids.to_list()
-    if proposed:
-        import recotorch.evaluate.metrics as metrics
-
-        _ORIGINAL["top_k"] = metrics.top_k
-        metrics.top_k = _proposed_top_k
     before = _status_mb("VmRSS")
     tic, cpu = time.perf_counter(), time.process_time()
-    recs = model.recommend(users, k=20, batch_size=chunk)
-    return {"users": len(users), "items": model.n_items, "chunk": chunk, "proposed_top_k": proposed,
+    recs = model.recommend(users, k=20, batch_size=chunk or None)
+    return {"users": len(users), "items": model.n_items, "chunk": chunk or "auto",
             "seconds": time.perf_counter() - tic, "cpu_s": time.process_time() - cpu,
             "extra_rss_mb": peak_mb() - before, "filled": int((recs.item_idx >= 0).sum())}
-
-
-_ORIGINAL: dict[str, Any] = {}
-
-
-def _proposed_top_k(scores, k, exclude=None, rows=None):
-    """metrics.top_k's contract with 2 passes over the scores instead of ~10 (a proposal, see docs/scale.md):
-    topk(k+1) finds the k best; only rows where the (k+1)-th value ties the k-th need exact tie-breaking."""
-    import torch
-
-    from recotorch.evaluate.metrics import _take_rows
-
-    top_k = _ORIGINAL["top_k"]
-    b, n_items = scores.shape
-    scores = scores.detach().clone()
-    if exclude is not None:
-        which, cols, _ = _take_rows(exclude, torch.arange(b) if rows is None else rows)
-        scores[which, cols] = -torch.inf
-    kk = min(k, n_items)
-    vals, idx = torch.topk(scores, min(kk + 1, n_items), dim=1)  # NaN sorts first, so it shows up here
-    if torch.isnan(vals).any():
-        raise ValueError("scores contain NaN")
-    tie = (vals[:, kk] == vals[:, kk - 1]) if kk < n_items else torch.zeros(b, dtype=torch.bool)
-    vals, idx = vals[:, :kk], idx[:, :kk]
-    if tie.any():
-        sub = tie.nonzero().squeeze(1)
-        idx[sub], vals[sub] = top_k(scores[sub], kk)
-    idx, order = idx.sort(dim=1)
-    vals, order2 = torch.sort(vals.gather(1, order), dim=1, descending=True, stable=True)
-    idx = idx.gather(1, order2).masked_fill(vals == -torch.inf, -1)
-    if kk < k:
-        idx = torch.cat([idx, idx.new_full((b, k - kk), -1)], dim=1)
-        vals = torch.cat([vals, vals.new_full((b, k - kk), -torch.inf)], dim=1)
-    return idx, vals
 
 
 def m_ddp(path: str, fused: bool) -> dict:
@@ -246,9 +207,9 @@ RENDER: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                ("samples/CPU-s", "samples_per_cpu_s", "{:,.0f}"), ("RMSE", "rmse", "{:.4f}"),
                ("train s", "train_s", "{:.1f}"), ("s for all epochs", "epochs_s_full", "{:,.0f}"),
                ("peak RSS MB", "peak_rss_mb", "{:.0f}")]),
-    "topk": ("All-users top-20, {users:,} users x {items:,} items, dim 64, seen items excluded "
-             "(top_k True = the proposed two-pass top_k)",
-             [("chunk", "chunk", ""), ("top_k proposed", "proposed_top_k", ""), ("seconds", "seconds", "{:.1f}"),
+    "topk": ("All-users top-20 with `recommend`, {users:,} users x {items:,} items, dim 64, seen items excluded "
+             "(chunk = users scored at once; auto = about 16M scores)",
+             [("chunk", "chunk", ""), ("seconds", "seconds", "{:.1f}"),
               ("CPU s", "cpu_s", "{:.1f}"), ("extra peak RSS MB", "extra_rss_mb", "{:.0f}")]),
     "ddp": ("1 process vs 2 under torchrun (gloo): MF.fast dim 64, {rows:,}-row log, 1 epoch",
             [("processes", "world", ""), ("fused step", "fused", ""), ("threads each", "threads", ""),
@@ -282,8 +243,8 @@ def measure(part: str, a: argparse.Namespace) -> tuple[list[dict], dict]:
                 rows_out.append({"data": label, "dim": dim, **r})
     elif part == "topk":
         meta["users"], meta["items"] = map(int, (a.topk or ("5000,5000" if q else "100000,50000")).split(","))
-        rows_out = [one("topk", {"n_users": meta["users"], "n_items": meta["items"], "chunk": int(c),
-                                 "proposed": prop}, a.threads) for c in a.chunks.split(",") for prop in (False, True)]
+        rows_out = [one("topk", {"n_users": meta["users"], "n_items": meta["items"], "chunk": int(c)}, a.threads)
+                    for c in a.chunks.split(",")]
     elif part == "ddp":
         meta["rows"] = int(a.ddp_rows or (2e5 if q else 2e6))
         path = str(synthetic_file(a.data_dir, meta["rows"], "parquet"))
@@ -320,7 +281,7 @@ def main() -> None:
     p.add_argument("--probe-rows", type=float, help="rows per throughput probe (default 2e6)")
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--topk", help="users,items of the top-k run (default 100000,50000)")
-    p.add_argument("--chunks", default="256,1024,4096", help="users per recommend chunk")
+    p.add_argument("--chunks", default="0,128,1024", help="users per recommend chunk (0 = recommend's default)")
     p.add_argument("--ddp-rows", type=float, help="rows for the 1 vs 2 process run (default 2e6)")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()

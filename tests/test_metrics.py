@@ -81,6 +81,23 @@ def test_top_k_matches_stable_sort_reference() -> None:
         assert torch.equal(got, vals[:, :k])
 
 
+def test_top_k_fast_and_tied_rows_agree_with_reference_and_inplace_masks() -> None:
+    gen = torch.Generator().manual_seed(1)
+    scores = torch.rand(40, 300, generator=gen)  # distinct values: the single-topk path
+    scores[::3] = torch.randint(0, 3, (14, 300), generator=gen).float()  # every third row full of ties
+    seen = csr([[j % 300, (7 * j) % 300] for j in range(40)])
+    masked = scores.clone()
+    which = torch.arange(40).repeat_interleave(2)
+    masked[which, seen.indices] = -torch.inf
+    vals, order = torch.sort(masked, dim=1, descending=True, stable=True)
+    for k in (1, 10, 299, 300):
+        work = scores.clone()
+        idx, got = top_k(work, k, exclude=seen, inplace=True)
+        ref = order[:, :k].masked_fill(vals[:, :k] == -torch.inf, -1)  # excluded slots are empty
+        assert torch.equal(idx, ref) and torch.equal(got, vals[:, :k])
+        assert torch.equal(work, masked)  # inplace: the exclusions were written into the input
+
+
 # ---- ranking metrics -----------------------------------------------------------------------
 # Four users, n_items = 10, lists of width 4, ks = (2, 4):
 #   u0: rec [1, 2, 3, 4]    rel {2, 4, 9}  hits at ranks 2 and 4

@@ -135,10 +135,13 @@ class ImplicitALS(Estimator):
         return x
 
     def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        u = self.user_factors_[user_idx.to(self.user_factors_.device)]
         if item_idx is None:
-            return (u @ self.item_factors_.T).cpu()
+            return self.score_on_device(user_idx).cpu()
+        u = self.user_factors_[user_idx.to(self.user_factors_.device)]
         return (u * self.item_factors_[item_idx.to(u.device)]).sum(-1).cpu()
+
+    def score_on_device(self, user_idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mm(self.user_factors_[user_idx.to(self.user_factors_.device)], self.item_factors_.T, out=out)
 
     def item_vectors(self) -> torch.Tensor:
         return self.item_factors_.cpu()

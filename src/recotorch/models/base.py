@@ -18,6 +18,7 @@ from recotorch.data.vocab import Vocab
 
 Task = Literal["rating", "ranking"]
 MODELS: dict[str, type[Estimator]] = {}
+CHUNK_SCORES = 1 << 24  # scores per recommend chunk: (users x items) held at once, 64 MB in float32
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:
@@ -87,7 +88,19 @@ class Estimator(ABC):
 
     @abstractmethod
     def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores for index pairs, shape (n,); with `item_idx=None`, all items: (n_users, n_items)."""
+        """Scores for index pairs, shape (n,); with `item_idx=None`, all items: (n_users, n_items).
+
+        The full-catalogue form returns a new CPU tensor that the caller may overwrite.
+        """
+
+    def score_on_device(self, user_idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """`score(user_idx)` left on the model's device, so top-k runs there (a GPU) before any copy.
+
+        `out`, a (len(user_idx), n_items) buffer, is where models that can write the scores
+        in place put them (reusing one buffer saves a page-faulted allocation per chunk); others
+        ignore it. Either way use the returned tensor.
+        """
+        return self.score(user_idx)
 
     @abstractmethod
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -161,12 +174,13 @@ class Estimator(ABC):
         exclude_seen: bool = True,
         include: Iterable[Any] | None = None,
         exclude: Iterable[Any] | None = None,
-        batch_size: int = 4096,
+        batch_size: int | None = None,
     ) -> Recommendations:
         """Top-k items for each user over the whole catalogue, in chunks of `batch_size` users.
 
         Seen items are left out unless `exclude_seen=False`; `include` restricts the candidates
-        to those items, `exclude` removes items. Unknown users raise `KeyError`.
+        to those items, `exclude` removes items. Unknown users raise `KeyError`. By default a
+        chunk holds about 16M scores (64 MB), so memory stays bounded for any number of users.
         """
         from recotorch.evaluate.metrics import top_k
 
@@ -177,16 +191,20 @@ class Estimator(ABC):
             raise KeyError(f"unknown user id(s): {missing}")
         mask = self._candidate_mask(include, exclude)
         k = min(k, self.n_items)
+        batch_size = batch_size or max(1, min(4096, CHUNK_SCORES // max(self.n_items, 1)))
         idx_parts, score_parts = [], []
+        buffer: torch.Tensor | None = None
         with torch.no_grad():
             for start in range(0, u.numel(), batch_size):
                 rows = u[start : start + batch_size]
-                scores = self.score(rows).float()
+                scores = self.score_on_device(rows, None if buffer is None else buffer[: rows.numel()]).float()
+                if buffer is None and scores.is_contiguous():
+                    buffer = scores  # the next chunks are written into it where the model can
                 if mask is not None:
-                    scores[:, ~mask] = -torch.inf
-                idx, val = top_k(scores, k, exclude=self.seen_ if exclude_seen else None, rows=rows)
-                idx_parts.append(idx)
-                score_parts.append(val)
+                    scores[:, ~mask.to(scores.device)] = -torch.inf
+                idx, val = top_k(scores, k, exclude=self.seen_ if exclude_seen else None, rows=rows, inplace=True)
+                idx_parts.append(idx.cpu())
+                score_parts.append(val.cpu())
         return Recommendations(ids, torch.cat(idx_parts), torch.cat(score_parts), self.items_)
 
     def _candidate_mask(self, include: Iterable[Any] | None, exclude: Iterable[Any] | None) -> torch.Tensor | None:

@@ -96,6 +96,17 @@ class GradientEstimator(Estimator):
     def module_device(self) -> torch.device:
         return next(self.module_.parameters()).device
 
+    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
+        if item_idx is None:
+            return self.score_on_device(user_idx).cpu()
+        dev = self.module_device
+        with torch.no_grad():
+            return self.module_(user_idx.to(dev), item_idx.to(dev)).cpu()
+
+    def score_on_device(self, user_idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module_.score_all(user_idx.to(self.module_device), out=out)
+
     def _module_extra(self) -> dict[str, Any]:
         return {"n_users": self.n_users, "n_items": self.n_items,
                 "history": {"epochs": [e.__dict__ for e in self.history_.epochs],
@@ -147,13 +158,6 @@ class RatingModel(GradientEstimator):
         dev = self.module_device
         pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
         return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
-
-    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        dev = self.module_device
-        with torch.no_grad():
-            if item_idx is None:
-                return self.module_.score_all(user_idx.to(dev)).cpu()
-            return self.module_(user_idx.to(dev), item_idx.to(dev)).cpu()
 
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         mean, user_bias, item_bias = self.baseline_

@@ -156,7 +156,8 @@ class HybridNet(nn.Module):
             return squash(torch.einsum("bd,bcd->bc", p, q) + bu[:, None] + bi, self.rating_range)
         return squash((p * q).sum(-1) + bu + bi, self.rating_range)
 
-    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+    def score_all(self, user_idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (B, n_items); `out` is accepted for a common signature, but a new tensor is returned."""
         items = torch.arange(self.item_factors.num_embeddings, device=user_idx.device)
         q, bi = self.represent("item", items)
         return self.score_against(user_idx, q, bi)
@@ -258,13 +259,6 @@ class HybridMF(GradientEstimator):
             return float(self._batch_loss({"user_idx": valid.user_idx.to(dev), "item_idx": valid.item_idx.to(dev)}))
 
     # ---- answering ------------------------------------------------------------------------------
-    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        dev = self.module_device
-        with torch.no_grad():
-            if item_idx is None:
-                return self.module_.score_all(user_idx.to(dev)).cpu()
-            return self.module_(user_idx.to(dev), item_idx.to(dev)).cpu()
-
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         if self.baseline_ is None:
             return torch.zeros(user_idx.numel())

@@ -45,7 +45,8 @@ class ConcatMLP(nn.Module):
         x = torch.cat([self.user_factors(user_idx), self.item_factors(item_idx)], dim=-1)
         return squash(self.rest(self.first(x)).squeeze(-1), self.rating_range)
 
-    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+    def score_all(self, user_idx: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (B, n_items); `out` is accepted for a common signature, but a new tensor is returned."""
         w_user, w_item = self.first.weight[:, : self.user_dim], self.first.weight[:, self.user_dim :]
         h_user = self.user_factors(user_idx) @ w_user.T + self.first.bias  # (B, H)
         h_item = self.item_factors.weight @ w_item.T  # (n_items, H)

@@ -139,13 +139,6 @@ class RankingMF(GradientEstimator):
         return total / max(count, 1)
 
     # ---- answering ----------------------------------------------------------------------
-    def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
-        dev = self.module_device
-        with torch.no_grad():
-            if item_idx is None:
-                return self.module_.score_all(user_idx.to(dev)).cpu()
-            return self.module_(user_idx.to(dev), item_idx.to(dev)).cpu()
-
     def item_vectors(self) -> torch.Tensor:
         return self.module_.item_factors.weight.detach().cpu()
 
