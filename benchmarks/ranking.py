@@ -18,7 +18,10 @@ MODELS = [
     ("most popular", "pop", {}),
     ("item-kNN cosine", "itemknn", {}),
     ("item-kNN BM25", "itemknn", {"weighting": "bm25", "neighbours": 200}),
+    ("item-kNN BM25 + recency", "itemknn", {"weighting": "bm25", "neighbours": 200, "half_life": 0.25}),
+    ("RP3beta", "rp3beta", {}),
     ("EASE", "ease", {}),
+    ("EASE + recency", "ease", {"reg": 400.0, "half_life": 0.2}),  # chosen on a split of the train part
     ("implicit ALS", "als", {}),
     ("BPR-MF", "bpr", {}),
     ("BCE-MF (course 0/1)", "bce", {}),

@@ -55,6 +55,30 @@ def test_fit_predict_evaluate_round_trip(u1, tmp_path):
     assert "RMSE" in proc.stdout
 
 
+def test_implicit_fit_recommend_and_similar(u1, tmp_path):
+    train, _ = u1
+    model_dir = tmp_path / "ease"
+    proc = run_cli("fit", str(train), "--model", "ease", "--implicit", "--threshold", "4", "--reg", "400",
+                   "--half-life", "0.2", "--out", str(model_dir))
+    assert "fitted ease" in proc.stdout
+    users = tmp_path / "users.csv"
+    pl.DataFrame({"user": [1, 2, 3]}).write_csv(users)
+    run_cli("recommend", str(model_dir), "--k", "15", "--users", str(users), "--out", str(tmp_path / "recs.csv"))
+    recs = pl.read_csv(tmp_path / "recs.csv")
+    assert recs.columns == ["user", "item", "rank", "score"]
+    assert recs.group_by("user").len().sort("user")["len"].to_list() == [15, 15, 15]
+    assert recs.select(pl.struct("user", "item").is_unique().all()).item()  # never an item twice in a list
+    positives = pl.read_csv(train).filter(pl.col("rating") >= 4).select("user", "item")
+    assert recs.join(positives, on=["user", "item"]).is_empty()  # seen items excluded
+    pl.DataFrame({"user": [1, 424242]}).write_csv(users)
+    proc = run_cli("recommend", str(model_dir), "--users", str(users), "--out", str(tmp_path / "bad.csv"), check=False)
+    assert proc.returncode != 0 and "424242" in proc.stderr and not (tmp_path / "bad.csv").exists()
+    proc = run_cli("similar", str(model_dir), "50", "--k", "5")
+    assert proc.stdout.count("\n") >= 5
+    proc = run_cli("fit", str(train), "--model", "mf", "--half-life", "0.2", "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode != 0 and "half_life" in proc.stderr
+
+
 def test_custom_columns_and_string_ids(tmp_path):
     path = tmp_path / "plays.tsv"
     rows = [f"u{u}\ts{(u * 7 + j) % 30}\t{1 + (u + j) % 5}" for u in range(40) for j in range(8)]

@@ -62,6 +62,14 @@ def test_ease_meets_the_bar_and_beats_popularity(split):
     assert "| ease |" in report.to_markdown()
 
 
+def test_ease_with_recency_meets_the_best_model_bar(split):
+    """The issue's "best model >= 0.16": EASE with the settings chosen on a split of the train part."""
+    report = compare_ranking_models([("ease", EASE()), ("ease+recency", EASE(reg=400, half_life=0.2))],
+                                    split.train, split.test)
+    plain, recent = (r["ndcg@10"] for r in report.rows)
+    assert recent >= 0.16 and recent > plain + 0.005
+
+
 @pytest.mark.parametrize("make", [EASE, lambda: ItemKNN(neighbours=50)], ids=["ease", "itemknn"])
 def test_metrics_do_not_depend_on_the_evaluation_batch_size(split, ease, make):
     model = ease if make is EASE else make().fit(split.train)

@@ -22,7 +22,8 @@ def recommend(
     user_col: UserCol = "user",
     include_seen: Annotated[bool, typer.Option(help="Allow items the user already interacted with.")] = False,
     fallback: Annotated[str, typer.Option(help="For unknown users: 'error' or 'popular'.")] = "error",
-    batch_size: Annotated[int, typer.Option(help="Users scored per chunk (bounds memory).")] = 4096,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Users scored per chunk (bounds memory; default: about 16M scores per chunk).")] = None,
 ) -> None:
     """Top-k items for each user over the whole catalogue; seen items are excluded by default."""
     from recotorch.artifacts import load

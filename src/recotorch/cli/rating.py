@@ -53,6 +53,12 @@ def fit(
     iterations: Annotated[int | None, typer.Option(help="Alternating passes (als).")] = None,
     neighbours: Annotated[int | None, typer.Option(help="Neighbours kept per item (itemknn).")] = None,
     n_neg: Annotated[int | None, typer.Option(help="Sampled negatives per positive (bpr, bce).")] = None,
+    half_life: Annotated[float | None, typer.Option(
+        help="Recency weight of a user's items: half-life as a fraction of their history (itemknn, ease, rp3beta).",
+    )] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        help="adamw, rowwise_adagrad or sparse_adam (gradient models; the sparse ones for large logs).")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast (GPUs).")] = None,
     implicit: Annotated[bool | None, typer.Option(
         "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
@@ -64,7 +70,8 @@ def fit(
     with user_errors():
         options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                              patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
-                             iterations=iterations, neighbours=neighbours, n_neg=n_neg)
+                             iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
+                             optimizer=optimizer, amp=amp)
         estimator = make_model(model, **options)
         data = read_table(train, user_col, item_col, rating_col, time_col)
         valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None

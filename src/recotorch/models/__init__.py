@@ -15,6 +15,7 @@ from recotorch.models.mf import MatrixFactorization
 from recotorch.models.ncf import NeuralCF
 from recotorch.models.popularity import MostPopular
 from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
+from recotorch.models.rp3beta import RP3beta
 
 
 def make_model(name: str, **options: Any) -> Estimator:
@@ -35,6 +36,6 @@ def make_model(name: str, **options: Any) -> Estimator:
 
 __all__ = [
     "BCEMF", "BPRMF", "EASE", "MODELS", "BiasBaseline", "Estimator", "GlobalMean", "HybridMF", "ImplicitALS",
-    "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RankingMF", "Recommendations",
-    "make_model",
+    "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
+    "Recommendations", "make_model",
 ]

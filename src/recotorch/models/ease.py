@@ -8,7 +8,7 @@ import torch
 
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.itemknn import ItemItemModel, distinct_pairs, gram_blocks
+from recotorch.models.itemknn import HalfLifeUnit, ItemItemModel, distinct_pairs, gram_blocks
 
 
 @register
@@ -21,6 +21,13 @@ class EASE(ItemItemModel):
     NDCG@10 0.158; 50-300 all within 0.004). The inverse is taken in float64 (`dtype`), then
     B is kept in float32.
 
+    Recency (`half_life`, see `recotorch.models.itemknn`): x_u weights the user's items by
+    0.5 ** (later rows / (half_life x the user's rows)); B is unchanged. On the ml-100k top-N
+    protocol (test = each user's latest positives), `EASE(reg=400, half_life=0.2)`, chosen on a
+    validation split carved from the training part (last 20% of each user's train positives;
+    reg 200-500 x half_life 0.2-0.3 all gave 0.180-0.184 there, 0.149 without recency), lifts
+    test NDCG@10 from 0.158 to 0.173. Fitting needs timestamps; the default (None) does not.
+
     Memory: B is dense, n_items^2 floats (11 MB for 1,682 items, 1.6 GB for 20,000); fitting
     needs about three such matrices in `dtype` and O(n_items^3) time, so keep the catalogue
     below ~20-30k items (filter rare items first). Scoring costs nnz(batch rows) x n_items.
@@ -31,12 +38,15 @@ class EASE(ItemItemModel):
     name = "ease"
 
     def __init__(self, reg: float = 100.0, dtype: Literal["float32", "float64"] = "float64",
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", half_life: float | None = None,
+                 half_life_unit: HalfLifeUnit = "fraction") -> None:
         self.reg = reg
         self.dtype = dtype
         self.device = device
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.reg <= 0:
             raise ValueError(f"reg must be > 0, got {self.reg}")
         dtype = getattr(torch, self.dtype)
@@ -60,7 +70,8 @@ class EASE(ItemItemModel):
         return self.weights_[item_idx.to(self.weights_.device)].cpu()
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return {"weights": self.weights_}, {}
+        return {"weights": self.weights_, **self._profile_state()}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.weights_ = tensors["weights"].to(self.torch_device)
+        self._restore_profile(tensors)

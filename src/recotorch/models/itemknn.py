@@ -1,9 +1,17 @@
 """Item-item models: a user's score for item j sums the links from the items they interacted with.
 
-`ItemItemModel` is the shared part (scores `x_u @ W` for the user's 0/1 training row `x_u`,
-pair scores, `similar_items` from the rows of `W`); `ItemKNN` keeps each item's top
-neighbours by cosine or BM25-weighted co-occurrence. EASE (`recotorch.models.ease`) builds
-on the same base with a dense `W`.
+`ItemItemModel` is the shared part (scores `x_u @ W` for the user's training row `x_u`,
+pair scores, `similar_items` from the rows of `W`, optional recency weights in `x_u`);
+`ItemKNN` keeps each item's top neighbours by cosine or BM25-weighted co-occurrence. EASE
+(`recotorch.models.ease`) builds on the same base with a dense `W`, RP3beta
+(`recotorch.models.rp3beta`) with a random-walk `W`.
+
+Recency (`half_life`): by default x_u is the user's 0/1 row. With `half_life` set, each
+training item of the user counts 0.5 ** (s / h), s = how many of the user's training rows came
+after it (0 for the latest, by timestamp, ties by row order) and h = half_life x the user's
+number of rows (`half_life_unit="fraction"`) or h = half_life (`"steps"`). Only x_u changes:
+W is learnt from the 0/1 matrix as before. Items a user gains after fitting (e.g. through
+`recotorch.models.incremental.update`) count fully, as the most recent ones.
 """
 
 from __future__ import annotations
@@ -15,13 +23,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from recotorch.data.interactions import Interactions, build_csr
+from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.evaluate.metrics import _take_rows, top_k
 from recotorch.models.base import Estimator, Recommendations, register
 from recotorch.train.trainer import resolve_device
 
 # Cells of the dense blocks built while fitting (a block of item rows x users or x items).
 BLOCK_CELLS = 2**24
+HalfLifeUnit = Literal["fraction", "steps"]
 
 
 def coo(coords: torch.Tensor, values: torch.Tensor, shape: tuple[int, int], coalesced: bool = False) -> torch.Tensor:
@@ -55,15 +64,99 @@ def gram_blocks(users: torch.Tensor, items: torch.Tensor, values: torch.Tensor, 
         yield start, torch.sparse.mm(xt, block.T).T  # (c, n_items)
 
 
+def recency_weights(user_idx: torch.Tensor, order: torch.Tensor, half_life: float,
+                    unit: HalfLifeUnit = "fraction") -> torch.Tensor:
+    """Weight (n,) of each row: 0.5 ** (rows of the same user after it / h), 1 for each user's latest.
+
+    `order` (n,) sorts a user's rows in time (timestamps; ties keep row order). h is `half_life`
+    times the user's row count (unit "fraction") or `half_life` itself (unit "steps").
+    """
+    if unit not in ("fraction", "steps"):
+        raise ValueError(f"half_life_unit must be 'fraction' or 'steps', got {unit!r}")
+    if half_life <= 0:
+        raise ValueError(f"half_life must be > 0, got {half_life}")
+    n = user_idx.numel()
+    by_time = torch.argsort(order, stable=True)
+    ordered = by_time[torch.argsort(user_idx[by_time], stable=True)]  # rows sorted by (user, time, row)
+    counts = torch.bincount(user_idx)
+    last = torch.cumsum(counts, 0) - 1  # sorted position of each user's latest row
+    after = torch.empty(n)
+    after[ordered] = (last[user_idx[ordered]] - torch.arange(n)).float()
+    scale = half_life * counts[user_idx].float() if unit == "fraction" else torch.full((n,), float(half_life))
+    return torch.pow(0.5, after / scale)
+
+
+def _entries(csr: CSR, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(position in `rows`, position in `csr.indices`) of every entry of the selected rows."""
+    starts = csr.indptr[rows]
+    lengths = csr.indptr[rows + 1] - starts
+    which = torch.repeat_interleave(torch.arange(rows.numel()), lengths)
+    first = torch.cumsum(lengths, 0) - lengths
+    return which, starts[which] + torch.arange(which.numel()) - first[which]
+
+
 class ItemItemModel(Estimator):
-    """Base of item-item models: score(u) = x_u @ W, x_u the user's 0/1 row of training items."""
+    """Base of item-item models: score(u) = x_u @ W, x_u the user's row of training items.
+
+    x_u is 0/1, or recency-weighted when `half_life` is set (see the module docstring).
+    Subclasses implement `_fit_links` (learn W), `_propagate`, `_links` and `_state`/`_restore`
+    (adding `_profile_state()` and calling `_restore_profile`).
+    """
 
     task = "ranking"
     device: str
+    half_life: float | None = None
+    half_life_unit: HalfLifeUnit = "fraction"
+    profile_: CSR | None = None  # recency weight of each user's training items (None: 0/1 rows)
 
     @property
     def torch_device(self) -> torch.device:
         return resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self.profile_ = self._recency_profile(train) if self.half_life is not None else None
+        self._fit_links(train, valid)
+
+    @abstractmethod
+    def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
+        """Learn W from compacted training data."""
+
+    def _recency_profile(self, train: Interactions) -> CSR:
+        """Per user, each distinct training item with its recency weight (a pair's latest row counts)."""
+        if train.timestamp is None:
+            raise ValueError("half_life needs timestamps in the training data (none were given)")
+        weight = recency_weights(train.user_idx, train.timestamp, float(self.half_life),  # type: ignore[arg-type]
+                                 self.half_life_unit)
+        keys, inverse = torch.unique(train.user_idx * train.n_items + train.item_idx, return_inverse=True)
+        weight = torch.zeros(keys.numel()).scatter_reduce_(0, inverse, weight, reduce="amax")
+        return build_csr(keys // train.n_items, keys % train.n_items, train.n_users, weight)
+
+    def history_rows(self, item_idx: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows x (B, n_items) for histories that are not training users (e.g. new users to fold in).
+
+        item_idx (B, L): model item indices, -1 = padding. With `order` (B, L) (timestamps, or any
+        key that sorts each history in time) and `half_life` set, items get recency weights as in
+        fitting; otherwise every item counts 1 (the 0/1 row).
+        """
+        mask = item_idx >= 0
+        weight = mask.float()
+        if order is not None and self.half_life is not None:
+            which = torch.arange(item_idx.shape[0])[:, None].expand_as(item_idx)[mask]
+            weight[mask] = recency_weights(which, order[mask], float(self.half_life), self.half_life_unit)
+        rows = torch.zeros(item_idx.shape[0], self.n_items)
+        return rows.scatter_reduce_(1, item_idx.clamp(min=0), weight, reduce="amax")
+
+    def _profile_state(self) -> dict[str, torch.Tensor]:
+        """Tensors of the recency profile for `_state` (empty without one)."""
+        if self.profile_ is None:
+            return {}
+        return {"profile.indptr": self.profile_.indptr, "profile.indices": self.profile_.indices,
+                "profile.values": self.profile_.values}  # type: ignore[dict-item]
+
+    def _restore_profile(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.profile_ = None
+        if "profile.indptr" in tensors:
+            self.profile_ = CSR(tensors["profile.indptr"], tensors["profile.indices"], tensors["profile.values"])
 
     @abstractmethod
     def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
@@ -74,11 +167,22 @@ class ItemItemModel(Estimator):
         """Rows of W for these items (k, n_items) on CPU, -inf where there is no link."""
 
     def user_rows(self, user_idx: torch.Tensor) -> torch.Tensor:
-        """The users' training rows as a sparse 0/1 COO tensor (B, n_items) on the model's device."""
-        which, cols, _ = _take_rows(self.seen_, user_idx.cpu())
-        idx = torch.unique(which * self.n_items + cols)  # distinct (row, item), duplicates merged
+        """The users' training rows x_u as a sparse COO tensor (B, n_items) on the model's device.
+
+        Entries are 1, or the recency weights of `profile_`; seen items the profile lacks count 1.
+        """
+        user_idx = user_idx.cpu()
+        which, cols, _ = _take_rows(self.seen_, user_idx)
+        keys, values = which * self.n_items + cols, torch.ones(which.numel())
+        if self.profile_ is not None:
+            in_profile = (user_idx < self.profile_.n_rows).nonzero().flatten()  # users added later have none
+            at, pos = _entries(self.profile_, user_idx[in_profile])
+            keys = torch.cat([keys, in_profile[at] * self.n_items + self.profile_.indices[pos]])
+            values = torch.cat([values, self.profile_.values[pos]])  # type: ignore[index]
+        idx, inverse = torch.unique(keys, return_inverse=True)  # distinct (row, item), duplicates merged
+        values = torch.ones(idx.numel()).scatter_reduce_(0, inverse, values, reduce="amin")
         coords = torch.stack([idx // self.n_items, idx % self.n_items])
-        return coo(coords, torch.ones(idx.numel()), (user_idx.numel(), self.n_items), True).to(self.torch_device)
+        return coo(coords, values, (user_idx.numel(), self.n_items), True).to(self.torch_device)
 
     def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
@@ -116,7 +220,8 @@ class ItemKNN(ItemItemModel):
     weighting="cosine": sim(i, j) = c_ij / (sqrt(n_i n_j) + shrink), c_ij users shared by i and j.
     weighting="bm25": the item-user matrix is BM25-weighted (users as terms: idf per user,
     item rows length-normalised by popularity with `k1`, `b`), sim = dot products of item rows.
-    Each item keeps its `neighbours` strongest positive links (itself excluded).
+    Each item keeps its `neighbours` strongest positive links (itself excluded). `half_life`
+    (with `half_life_unit`) weights the user's items by recency when scoring (module docstring).
 
     Memory: the model holds n_items x neighbours links (12 bytes each); fitting builds dense
     blocks of about 2**24 cells (64 MB), never the whole item-item matrix. Scoring uses W dense
@@ -128,15 +233,18 @@ class ItemKNN(ItemItemModel):
     name = "itemknn"
 
     def __init__(self, neighbours: int = 100, weighting: Literal["cosine", "bm25"] = "cosine",
-                 shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu") -> None:
+                 shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu",
+                 half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
         self.neighbours = neighbours
         self.weighting = weighting
         self.shrink = shrink
         self.k1 = k1
         self.b = b
         self.device = device
+        self.half_life = half_life
+        self.half_life_unit = half_life_unit
 
-    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+    def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.weighting not in ("cosine", "bm25"):
             raise ValueError(f"weighting must be 'cosine' or 'bm25', got {self.weighting!r}")
         if self.neighbours < 1:
@@ -161,8 +269,11 @@ class ItemKNN(ItemItemModel):
             sim, nbr = torch.topk(block, k, dim=1)
             nbr_parts.append(nbr)
             sim_parts.append(sim.clamp(min=0.0))  # a link of 0 contributes nothing
-        self.neighbours_ = torch.cat(nbr_parts).cpu()  # (n_items, k)
-        self.similarity_ = torch.cat(sim_parts).cpu()  # (n_items, k)
+        self._set_links(torch.cat(nbr_parts).cpu(), torch.cat(sim_parts).cpu())
+
+    def _set_links(self, neighbours: torch.Tensor, similarity: torch.Tensor) -> None:
+        """Keep (n_items, k) neighbour lists and their link weights, and build the scoring operator."""
+        self.neighbours_, self.similarity_ = neighbours, similarity
         self._build_operator()
 
     def _build_operator(self) -> None:
@@ -189,9 +300,10 @@ class ItemKNN(ItemItemModel):
         return out
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        return {"neighbours": self.neighbours_, "similarity": self.similarity_}, {}
+        return {"neighbours": self.neighbours_, "similarity": self.similarity_, **self._profile_state()}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.neighbours_, self.similarity_ = tensors["neighbours"], tensors["similarity"]
+        self._restore_profile(tensors)
         self._build_operator()
 
