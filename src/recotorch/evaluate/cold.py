@@ -11,7 +11,7 @@ them, among all held-out items, from metadata only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,17 +118,18 @@ def _padded(rows: Interactions, users: torch.Tensor, model: Estimator) -> tuple[
 
 
 def _folded_scores(model: Estimator, revealed: Interactions, users: torch.Tensor, reg: float | None,
-                   threshold: float | None) -> torch.Tensor:
+                   threshold: float | None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
     """Full-catalogue scores (B, n_items) after folding in each user's revealed rows.
 
     Ranking models fold in only revealed items rated >= `threshold`; users left with none get the
-    model's `cold_scores`.
+    model's `cold_scores`. `user_features` (one row per user of `users`) give a demographic prior.
     """
     if model.task == "ranking" and threshold is not None and revealed.rating is not None:
         revealed = revealed.subset(revealed.rating >= threshold)
     idx, val = _padded(revealed, users, model)
     ratings = val if model.task == "rating" else None
-    scores = new_user_scores(model, fold_in_indices(model, idx, ratings, reg=reg)).float()
+    vectors = fold_in_indices(model, idx, ratings, reg=reg, user_features=user_features)
+    scores = new_user_scores(model, vectors).float()
     empty = (idx < 0).all(1)
     if empty.any():
         scores[empty] = cold_scores(model).float()
@@ -137,11 +138,14 @@ def _folded_scores(model: Estimator, revealed: Interactions, users: torch.Tensor
 
 # ---- user-cold -----------------------------------------------------------------------------------
 def user_cold_rating(models: Sequence[tuple[str, Estimator]], split: UserColdSplit, ks: Sequence[int] = KS, *,
-                     reg: float | None = None, item_bias: Estimator | None = None) -> Report:
+                     reg: float | None = None, item_bias: Estimator | None = None,
+                     feature_prior: Collection[str] = ()) -> Report:
     """RMSE/MAE of fitted rating models on held-out users via fold-in, for each k revealed ratings.
 
     `item_bias` (a fitted `BiasBaseline`) adds the "item bias (user unknown)" row: mean + b_i.
-    Rows whose item the models never saw are left out (counted in the notes).
+    Models whose label is in `feature_prior` are folded in with the held-out users' features
+    (age, gender, occupation from `split.cold.user_features`) as prior. Rows whose item the
+    models never saw are left out (counted in the notes).
     """
     report = Report("User-cold rating prediction (fold-in of the first k ratings)")
     for k in ks:
@@ -159,7 +163,12 @@ def user_cold_rating(models: Sequence[tuple[str, Estimator]], split: UserColdSpl
         for label, model, fold in labelled:
             i = torch.from_numpy(model.items_.index(rest.items.ids.gather(rest.item_idx.numpy())))[known]
             if fold:
-                pred = _folded_scores(model, revealed, users, reg, None)[b, i]
+                features = None
+                if label in feature_prior:
+                    if split.cold.user_features is None:
+                        raise ValueError(f"{label!r}: the held-out users have no features")
+                    features = split.cold.user_features[users.numpy()]
+                pred = _folded_scores(model, revealed, users, reg, None, features)[b, i]
             else:
                 pred = model._fallback(torch.full_like(i, -1), i).float()
             report.rows.append({"k": k, "model": label, "RMSE": rmse(pred, target), "MAE": mae(pred, target),
