@@ -28,7 +28,10 @@ from _common import RESULTS, machine, ml100k_dir, write_results
 HERE = Path(__file__).resolve()
 # (name, MatrixFactorization params, mode on the large log: "full" fit or a throughput "probe")
 CONFIGS: list[tuple[str, dict[str, Any], str]] = [
-    ("fast (rowwise_adagrad, fused)", {"fast": True}, "full"),
+    ("fast (row-wise Adagrad, user blocks, compiled step)", {"fast": True}, "full"),
+    ("fast, random order", {"fast": True, "shuffle": "random"}, "full"),
+    ("fast, tensor-op step (no Numba)", {"fast": True, "compiled": False}, "full"),
+    ("fast, tensor-op step, random order", {"fast": True, "compiled": False, "shuffle": "random"}, "full"),
     ("sparse_adam bs 8192", {"optimizer": "sparse_adam", "batch_size": 8192, "lr": 0.03, "weight_decay": 0.1}, "probe"),
     ("plain loop (dense AdamW) bs 8192", {"batch_size": 8192, "lr": 1e-2, "weight_decay": 0.1}, "probe"),
     ("default MF (AdamW bs 1024)", {}, "probe"),
@@ -108,6 +111,10 @@ def m_train(path: str, name: str, params: dict, mode: str, dim: int, probe_rows:
     else:
         split = _split(path)
     params = dict(params)
+    if not params.pop("compiled", True):  # this process only: the fused step's tensor-op path
+        from recotorch.train import mf_kernel
+
+        mf_kernel.supports = lambda *tensors: False
     make = rt.MatrixFactorization.fast if params.pop("fast", False) else rt.MatrixFactorization
     model = make(**{"dim": dim, **params})
     train = split.train
@@ -126,7 +133,9 @@ def m_train(path: str, name: str, params: dict, mode: str, dim: int, probe_rows:
         history = Trainer(cfg).fit(module, lambda b: mse_loss(module(b["user_idx"], b["item_idx"]), b["rating"]), data)
         samples, rmse, cpu = rows.numel(), None, time.process_time() - cpu
     else:
+        tic = time.perf_counter()
         model.fit(train)
+        fit_s = time.perf_counter() - tic
         history, samples, cpu = model.history_, len(train) * len(model.history_.epochs), None
         frame = split.test.to_frame()
         pred = model.predict(frame["user"], frame["item"]).values
@@ -135,6 +144,7 @@ def m_train(path: str, name: str, params: dict, mode: str, dim: int, probe_rows:
     return {"config": name, "mode": mode, "samples": samples, "train_s": seconds, "samples_per_s": samples / seconds,
             "samples_per_cpu_s": samples / cpu if cpu else None, "rmse": rmse,
             "epochs_s_full": seconds / samples * len(train) * model.epochs, "batch_size": model.batch_size,
+            "fit_s": fit_s if mode == "full" else None,
             "peak_rss_mb": peak_mb()}
 
 
@@ -200,12 +210,15 @@ RENDER: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
                "id mapping)", [("rows", "rows", "{:,}"), ("format", "format", ""), ("what", "what", ""),
                                ("file MB", "file_mb", "{:.0f}"), ("seconds", "seconds", "{:.1f}"),
                                ("CPU s", "cpu_s", "{:.1f}"), ("peak RSS MB", "peak_rss_mb", "{:.0f}")]),
-    "train": ("MF training: samples/s = rows x epochs / training seconds; probe = 1 epoch over the first "
-              "min({probe_rows:,}, 300 batches) rows with full-size tables, and 's for all epochs' extrapolates it",
+    "train": ("MF training: samples/s = rows x epochs / seconds in the epochs; 'whole fit s' adds the set-up "
+              "(bias baseline for unknown ids, sorting rows by user, compiling the Numba step or loading it from "
+              "cache); probe = 1 epoch over the first min({probe_rows:,}, 300 batches) rows with full-size tables, "
+              "and 's for all epochs' extrapolates it",
               [("data", "data", ""), ("config", "config", ""), ("dim", "dim", ""), ("batch", "batch_size", ""),
                ("mode", "mode", ""), ("samples/s", "samples_per_s", "{:,.0f}"),
                ("samples/CPU-s", "samples_per_cpu_s", "{:,.0f}"), ("RMSE", "rmse", "{:.4f}"),
                ("train s", "train_s", "{:.1f}"), ("s for all epochs", "epochs_s_full", "{:,.0f}"),
+               ("whole fit s", "fit_s", "{:.1f}"),
                ("peak RSS MB", "peak_rss_mb", "{:.0f}")]),
     "topk": ("All-users top-20 with `recommend`, {users:,} users x {items:,} items, dim 64, seen items excluded "
              "(chunk = users scored at once; auto = about 16M scores)",

@@ -14,6 +14,7 @@ from recotorch.train.config import TrainConfig
 from recotorch.train.fast_mf import FusedDotBiasStep
 from recotorch.train.losses import mse_loss
 from recotorch.train.optimizers import RowSparseAdam, RowWiseAdagrad
+from recotorch.train.ordering import UserBlocks
 from recotorch.train.trainer import Trainer, seeded
 from tests.conftest import planted_ratings
 
@@ -25,12 +26,25 @@ def _ratings(n: int = 4001, n_users: int = 300, n_items: int = 200, seed: int = 
             "rating": torch.randint(1, 6, (n,), generator=g).float()}
 
 
+def _dies_in_epoch_three():
+    """A validation callback that interrupts training in its third epoch (a user's Ctrl-C)."""
+    calls = {"n": 0}
+
+    def validate() -> float:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return 1.0
+
+    return validate
+
+
 def _train_dot_bias(cfg: TrainConfig, *, fused: bool, rating_range=(0.0, 5.5), checkpoint_dir=None,
-                    resume: bool = False, validate=None) -> tuple[DotBias, object]:
+                    resume: bool = False, validate=None, compiled: bool = True) -> tuple[DotBias, object]:
     with seeded(0):
         m = DotBias(300, 200, 8, rating_range, init_std=0.1, sparse=cfg.optimizer != "adamw")
     step = (FusedDotBiasStep(m.user_factors.weight, m.item_factors.weight, m.user_bias.weight,
-                             m.item_bias.weight, rating_range) if fused else None)
+                             m.item_bias.weight, rating_range, compiled=compiled) if fused else None)
     loss = lambda b: mse_loss(m(b["user_idx"], b["item_idx"]), b["rating"])  # noqa: E731
     history = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume).fit(m, loss, _ratings(), validate,
                                                                              fused_step=step)
@@ -80,30 +94,41 @@ def test_unknown_optimizer_is_refused():
 
 
 # ---- the fused step -----------------------------------------------------------------------------
+@pytest.mark.parametrize("compiled", [False, True], ids=["tensor-ops", "numba-kernel"])
 @pytest.mark.parametrize(("weight_decay", "rating_range"), [(0.1, (0.0, 5.5)), (0.0, None)])
-def test_fused_step_equals_autograd_with_rowwise_adagrad(weight_decay, rating_range):
+def test_fused_step_equals_autograd_with_rowwise_adagrad(weight_decay, rating_range, compiled):
+    if compiled:
+        pytest.importorskip("numba")  # installed by the dev extra, so this runs in CI
     cfg = TrainConfig(epochs=3, batch_size=512, lr=0.1, weight_decay=weight_decay, optimizer="rowwise_adagrad")
     generic, h1 = _train_dot_bias(cfg, fused=False, rating_range=rating_range)
-    fused, h2 = _train_dot_bias(cfg, fused=True, rating_range=rating_range)
+    fused, h2 = _train_dot_bias(cfg, fused=True, rating_range=rating_range, compiled=compiled)
     for (name, x), (_, y) in zip(generic.state_dict().items(), fused.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5, msg=name)
     np.testing.assert_allclose([e.train_loss for e in h1.epochs], [e.train_loss for e in h2.epochs], rtol=1e-5)
     assert h2.epochs[-1].train_loss < h2.epochs[0].train_loss
 
 
+def test_compiled_step_does_not_depend_on_the_thread_count():
+    """Each thread owns a disjoint set of rows, so 1 and 2 threads give bit-identical tables."""
+    pytest.importorskip("numba")
+    cfg = TrainConfig(epochs=2, batch_size=1024, lr=0.1, weight_decay=0.1, optimizer="rowwise_adagrad")
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(_train_dot_bias(cfg, fused=True)[0])
+    finally:
+        torch.set_num_threads(before)
+    for (name, x), (_, y) in zip(runs[0].state_dict().items(), runs[1].state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=0, rtol=0, msg=name)
+
+
 def test_fused_training_resumes_exactly(tmp_path):
     cfg = TrainConfig(epochs=4, batch_size=512, lr=0.1, weight_decay=0.1, optimizer="rowwise_adagrad")
     full, _ = _train_dot_bias(cfg, fused=True)
-    calls = {"n": 0}
-
-    def dies_in_epoch_three() -> float:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return 1.0
-
     with pytest.raises(KeyboardInterrupt):
-        _train_dot_bias(cfg, fused=True, checkpoint_dir=tmp_path, validate=dies_in_epoch_three)
+        _train_dot_bias(cfg, fused=True, checkpoint_dir=tmp_path, validate=_dies_in_epoch_three())
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert all("sum" in s for s in state["optimizer"]["state"].values())  # Adagrad's accumulators are saved
     resumed, history = _train_dot_bias(cfg, fused=True, checkpoint_dir=tmp_path, resume=True)
@@ -151,6 +176,42 @@ def test_fast_settings_on_ml100k_meet_the_bar(ml100k):
     assert model.optimizer == "rowwise_adagrad"
     assert _rmse(model, split.test) <= 0.915
     assert model.history_.seconds < 15  # ~0.3 s on an idle 2-core CPU; generous for busy CI machines
+
+
+# ---- epoch order ------------------------------------------------------------------------------
+def test_user_blocks_visit_every_row_once_block_by_block():
+    users = torch.tensor([5, 0, 3, 1, 5, 2, 4, 0, 3, 5])
+    data = {"user_idx": users, "row": torch.arange(10)}
+    ordered, blocks = UserBlocks.sort(data, block_users=2)  # user blocks {0,1} {2,3} {4,5}
+    assert ordered["user_idx"].tolist() == sorted(users.tolist())
+    assert ordered["row"].tolist() == [1, 7, 3, 5, 2, 8, 6, 0, 4, 9]  # stable: ties keep row order
+    assert blocks.bounds.tolist() == [0, 3, 6, 10]
+    order = blocks.epoch_order(torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(10))
+    block_of_row = ordered["user_idx"][order] // 2
+    assert (block_of_row[1:] != block_of_row[:-1]).sum() == 2  # each block's rows are visited together
+    again = blocks.epoch_order(torch.Generator().manual_seed(0))
+    other = blocks.epoch_order(torch.Generator().manual_seed(1))
+    assert torch.equal(order, again) and not torch.equal(order, other)
+
+
+def test_user_block_order_trains_as_well_as_random_and_resumes_exactly(tmp_path):
+    data = planted_ratings(n_users=400, n_items=60)
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
+    train, test = data.subset(perm[:9000]), data.subset(perm[9000:])
+    fits = {}
+    for shuffle in ("random", "user_blocks"):
+        fits[shuffle] = rt.MatrixFactorization.fast(dim=8, epochs=8, batch_size=512, shuffle=shuffle).fit(train)
+    assert _rmse(fits["user_blocks"], test) < 1.05 * _rmse(fits["random"], test)
+    assert _rmse(fits["user_blocks"], test) < 0.9 * _rmse(rt.BiasBaseline().fit(train), test)
+    cfg = TrainConfig(epochs=4, batch_size=512, lr=0.1, weight_decay=0.1, optimizer="rowwise_adagrad",
+                      shuffle="user_blocks")
+    full, _ = _train_dot_bias(cfg, fused=True)
+    with pytest.raises(KeyboardInterrupt):
+        _train_dot_bias(cfg, fused=True, checkpoint_dir=tmp_path, validate=_dies_in_epoch_three())
+    resumed, _ = _train_dot_bias(cfg, fused=True, checkpoint_dir=tmp_path, resume=True)
+    for (name, x), (_, y) in zip(full.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=0, rtol=0, msg=name)
 
 
 # ---- mixed precision ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from recotorch.train.optimizers import SPARSE_OPTIMIZERS
 from recotorch.train.trainer import FusedStep, History, Trainer, resolve_device, seeded
 
 TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress",
-                "optimizer", "amp")  # an estimator without one of these gets the TrainConfig default
+                "optimizer", "amp", "shuffle")  # an estimator without one of these gets the TrainConfig default
 
 
 class GradientEstimator(Estimator):

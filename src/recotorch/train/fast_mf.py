@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recotorch.train import mf_kernel
 from recotorch.train.optimizers import RowWiseAdagrad
 
 
@@ -26,13 +27,16 @@ class FusedDotBiasStep:
 
     `batch` holds "user_idx", "item_idx" and "rating"; the four weights are the module's
     `user_factors`, `item_factors` (n, dim) and `user_bias`, `item_bias` (n, 1) parameters;
-    `rating_range` is the sigmoid's (lo, hi), or None for a plain dot product.
+    `rating_range` is the sigmoid's (lo, hi), or None for a plain dot product. With `compiled`
+    (the default) CPU float32 tables are updated by the Numba kernel of `mf_kernel` when Numba is
+    installed, the same arithmetic several times faster; otherwise by the tensor operations below.
     """
 
     def __init__(self, user_factors: nn.Parameter, item_factors: nn.Parameter, user_bias: nn.Parameter,
-                 item_bias: nn.Parameter, rating_range: tuple[float, float] | None) -> None:
+                 item_bias: nn.Parameter, rating_range: tuple[float, float] | None, compiled: bool = True) -> None:
         self.params = (user_factors, item_factors, user_bias, item_bias)
         self.rating_range = rating_range
+        self.compiled = compiled
         self._buffers: tuple[torch.Tensor, ...] = ()
 
     def _work(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -52,6 +56,12 @@ class FusedDotBiasStep:
         u, i, target = batch["user_idx"], batch["item_idx"], batch["rating"]
         n = u.numel()
         pu, qi, g_p, g_q = self._work(n, P)
+        state = optimizer.state_sums(group)
+        if self.compiled and mf_kernel.supports(*self.params, *(state[p] for p in self.params)):
+            sums = tuple(state[p] for p in self.params)
+            work = (g_p, g_q, torch.empty(n), torch.empty(n))
+            return torch.tensor(mf_kernel.dot_bias_adagrad_step(self.params, sums, u, i, target, lr, wd, eps,
+                                                                self.rating_range, work))
         torch.index_select(P, 0, u, out=pu)  # (B, dim)
         torch.index_select(Q, 0, i, out=qi)
         raw = torch.linalg.vecdot(pu, qi)  # (B,): one pass, no (B, dim) temporary
@@ -72,7 +82,6 @@ class FusedDotBiasStep:
         if wd:  # L2 on the touched rows, as RowWiseAdagrad does for sparse gradients
             g_p.add_(pu, alpha=wd / n)
             g_q.add_(qi, alpha=wd / n)
-        state = optimizer.state_sums(group)
         _update(P, u, g_p, state[P], lr, eps)
         _update(Q, i, g_q, state[Q], lr, eps)
         g = g.view(-1)

@@ -19,6 +19,7 @@ from torch import nn
 from recotorch.train import distributed
 from recotorch.train.config import TrainConfig
 from recotorch.train.optimizers import make_optimizer
+from recotorch.train.ordering import UserBlocks
 from recotorch.train.progress import EpochProgress
 
 BatchLoss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -95,6 +96,7 @@ class Trainer:
         self.resume = resume
         self.fingerprint = json.dumps({"config": config.fingerprint(), **(fingerprint or {})}, sort_keys=True)
         self.device = resolve_device(config.device)
+        self._blocks: UserBlocks | None = None
 
     def fit(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor],
             validate: Validate | None = None, *, fused_step: FusedStep | None = None) -> History:
@@ -110,6 +112,9 @@ class Trainer:
         module.to(self.device)
         distributed.broadcast_module(module)
         data = {k: _to_device(v, self.device) for k, v in data.items()}
+        self._blocks = None
+        if cfg.shuffle == "user_blocks":
+            data, self._blocks = UserBlocks.sort(data)
         n_batches = math.ceil(n / cfg.batch_size)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
         optimizer = make_optimizer(cfg.optimizer, module.parameters(), cfg.lr, cfg.weight_decay)
@@ -155,7 +160,8 @@ class Trainer:
         cfg = self.config
         module.train()
         shuffle = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=shuffle).to(self.device)
+        order = (torch.randperm(n, generator=shuffle) if self._blocks is None
+                 else self._blocks.epoch_order(shuffle)).to(self.device)
         total = torch.zeros((), device=self.device)
         n_batches = math.ceil(n / cfg.batch_size)
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp
