@@ -79,6 +79,21 @@ def test_implicit_fit_recommend_and_similar(u1, tmp_path):
     assert proc.returncode != 0 and "half_life" in proc.stderr
 
 
+def test_synth_writes_a_log_that_fits_with_the_fast_settings(tmp_path):
+    path = tmp_path / "synth.parquet"
+    proc = run_cli("synth", str(path), "--users", "300", "--items", "120", "--rows", "6000", "--seed", "3")
+    assert "wrote 6,000 interactions" in proc.stdout
+    data = rt.read_interactions(path)
+    assert (len(data), data.n_users, data.n_items) == (6000, 300, 120)
+    run_cli("fit", str(path), "--model", "mf", "--fast", "--batch-size", "512", "--out", str(tmp_path / "mf"))
+    fitted = rt.load(tmp_path / "mf")
+    assert (fitted.optimizer, fitted.shuffle, fitted.batch_size) == ("rowwise_adagrad", "user_blocks", 512)
+    proc = run_cli("fit", str(path), "--model", "ease", "--fast", "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode != 0 and "--fast" in proc.stderr
+    proc = run_cli("synth", str(tmp_path / "bad.csv"), "--users", "50", "--rows", "10", check=False)
+    assert proc.returncode != 0 and not (tmp_path / "bad.csv").exists()
+
+
 def test_custom_columns_and_string_ids(tmp_path):
     path = tmp_path / "plays.tsv"
     rows = [f"u{u}\ts{(u * 7 + j) % 30}\t{1 + (u + j) % 5}" for u in range(40) for j in range(8)]

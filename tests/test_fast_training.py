@@ -178,6 +178,12 @@ def test_fast_settings_on_ml100k_meet_the_bar(ml100k):
     assert model.history_.seconds < 15  # ~0.3 s on an idle 2-core CPU; generous for busy CI machines
 
 
+def test_lr_finder_probes_with_the_row_wise_optimizer():
+    """Sparse embedding gradients: AdamW could not step them; the finder uses the configured optimiser."""
+    result = rt.MatrixFactorization.fast(dim=8, batch_size=256).find_lr(planted_ratings(), steps=40)
+    assert 1e-6 < result.suggestion < 1.0
+
+
 # ---- epoch order ------------------------------------------------------------------------------
 def test_user_blocks_visit_every_row_once_block_by_block():
     users = torch.tensor([5, 0, 3, 1, 5, 2, 4, 0, 3, 5])

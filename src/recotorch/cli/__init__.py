@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from recotorch.cli import explain, quickstart, ranking, rating, serve
+from recotorch.cli import explain, quickstart, ranking, rating, serve, synth
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Recommender systems in PyTorch: fit, evaluate, recommend, explain, serve.")
@@ -17,6 +17,7 @@ app.command("recommend")(ranking.recommend)
 app.command("similar")(ranking.similar)
 app.command("explain")(explain.explain)
 app.command("serve")(serve.serve)
+app.command("synth")(synth.synth)
 
 
 def main() -> None:

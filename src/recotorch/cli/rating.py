@@ -26,6 +26,7 @@ from recotorch.cli.common import (
 )
 from recotorch.models import MODELS, make_model
 from recotorch.models.gradient import GradientEstimator
+from recotorch.models.mf import FAST_SETTINGS
 from recotorch.train.distributed import is_main_process
 
 ModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}.")]
@@ -59,6 +60,8 @@ def fit(
     optimizer: Annotated[str | None, typer.Option(
         help="adamw, rowwise_adagrad or sparse_adam (gradient models; the sparse ones for large logs).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast (GPUs).")] = None,
+    fast: Annotated[bool, typer.Option(
+        help="mf only: the large-log settings of MatrixFactorization.fast() (other options override them).")] = False,
     implicit: Annotated[bool | None, typer.Option(
         "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
@@ -72,6 +75,10 @@ def fit(
                              patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
                              iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
                              optimizer=optimizer, amp=amp)
+        if fast:
+            if model != "mf":
+                raise ValueError(f"--fast is for --model mf, not {model!r}")
+            options = {**FAST_SETTINGS, **options}
         estimator = make_model(model, **options)
         data = read_table(train, user_col, item_col, rating_col, time_col)
         valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from recotorch.train.config import TrainConfig
+from recotorch.train.optimizers import make_optimizer
 from recotorch.train.trainer import BatchLoss, _common_length, resolve_device, seeded
 
 
@@ -48,6 +49,9 @@ def lr_find(module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tens
             *, start: float = 1e-6, end: float = 1.0, steps: int = 200, diverge: float = 4.0) -> LRFind:
     """Try rates from `start` to `end` on copies of the module; the module itself is not changed.
 
+    The optimiser is the one `config.optimizer` names, so sparse-embedding models are probed
+    with the row-wise optimiser they will train with.
+
     The suggestion is a tenth of the rate with the lowest smoothed loss: the loss is still
     falling there, and it is far more stable than the steepest-slope point on noisy batches.
     """
@@ -56,8 +60,7 @@ def lr_find(module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tens
     original = copy.deepcopy(module.state_dict())
     module.to(device).train()
     data = {k: v.to(device) for k, v in data.items()}
-    optimizer = torch.optim.AdamW(module.parameters(), lr=start, weight_decay=config.weight_decay,
-                                  betas=(0.9, 0.99))
+    optimizer = make_optimizer(config.optimizer, module.parameters(), start, config.weight_decay)
     factor = (end / start) ** (1 / max(1, steps - 1))
     lrs, losses, avg, best = [], [], 0.0, math.inf
     gen = torch.Generator().manual_seed(config.seed)
