@@ -42,6 +42,17 @@ def test_rmse_mae() -> None:
         mae(torch.zeros(0), torch.zeros(0))
 
 
+# ---- CSR row selection -------------------------------------------------------------------
+def test_csr_entries_and_select_follow_the_requested_rows():
+    m = CSR(torch.tensor([0, 2, 2, 5]), torch.tensor([1, 4, 0, 2, 3]), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    which, pos = m.entries(torch.tensor([2, 1, 0, 2]))  # repeated, out of order, an empty row
+    assert which.tolist() == [0, 0, 0, 2, 2, 3, 3, 3]
+    assert m.indices[pos].tolist() == [0, 2, 3, 1, 4, 0, 2, 3]
+    sub = m.select(torch.tensor([2, 1, 0]))
+    assert sub.indptr.tolist() == [0, 3, 3, 5]
+    assert sub.indices.tolist() == [0, 2, 3, 1, 4] and sub.values.tolist() == [3.0, 4.0, 5.0, 1.0, 2.0]
+
+
 # ---- top_k ---------------------------------------------------------------------------------
 def test_top_k_ties_lower_index_first() -> None:
     scores = torch.tensor([[0.1, 0.5, 0.5, 0.9, 0.5],

@@ -29,6 +29,25 @@ class CSR:
     def row_lengths(self) -> torch.Tensor:
         return self.indptr[1:] - self.indptr[:-1]
 
+    def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(position in `rows`, position in `indices`/`values`) of every entry of the selected rows.
+
+        Vectorised (no loop over rows); rows may repeat and come in any order.
+        """
+        rows = rows.to(torch.int64).cpu()
+        starts = self.indptr[rows]  # (B,)
+        lengths = self.indptr[rows + 1] - starts  # (B,)
+        which = torch.repeat_interleave(torch.arange(rows.numel()), lengths)  # (nnz_sel,)
+        first = torch.cumsum(lengths, 0) - lengths  # (B,) offset of each row in the selection
+        return which, starts[which] + torch.arange(which.numel()) - first[which]
+
+    def select(self, rows: torch.Tensor) -> CSR:
+        """A CSR of the selected rows, in the order given."""
+        which, pos = self.entries(rows)
+        indptr = torch.zeros(rows.numel() + 1, dtype=torch.int64)
+        torch.cumsum(torch.bincount(which, minlength=rows.numel()), 0, out=indptr[1:])
+        return CSR(indptr, self.indices[pos], None if self.values is None else self.values[pos])
+
     def to_torch_sparse(self, n_cols: int) -> torch.Tensor:
         values = self.values if self.values is not None else torch.ones(self.indices.numel())
         return torch.sparse_csr_tensor(self.indptr, self.indices, values, (self.n_rows, n_cols))

@@ -58,17 +58,6 @@ def mae(pred: ArrayLike, target: ArrayLike) -> float:
 
 
 # ---- top-k ---------------------------------------------------------------------------------
-def _take_rows(csr: CSR, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Entries of the selected rows: (position in `rows`, column, lengths), no Python loop."""
-    rows = rows.to(torch.int64).cpu()
-    starts = csr.indptr[rows]  # (B,)
-    lengths = csr.indptr[rows + 1] - starts  # (B,)
-    which = torch.repeat_interleave(torch.arange(rows.numel()), lengths)  # (nnz_sel,)
-    first = torch.cumsum(lengths, 0) - lengths  # (B,) offset of each row in the selection
-    pos = starts[which] + torch.arange(which.numel()) - first[which]  # (nnz_sel,)
-    return which, csr.indices[pos], lengths
-
-
 def top_k(
     scores: torch.Tensor,
     k: int,
@@ -103,8 +92,8 @@ def top_k(
         rows = torch.arange(b) if rows is None else rows
         if rows.numel() != b:
             raise ValueError(f"rows has {rows.numel()} entries for {b} score rows")
-        which, cols, _ = _take_rows(exclude, rows)
-        scores[which.to(scores.device), cols.to(scores.device)] = -torch.inf
+        which, pos = exclude.entries(rows)
+        scores[which.to(scores.device), exclude.indices[pos].to(scores.device)] = -torch.inf
     kk = min(k, n_items)
     if b == 0 or kk == 0:
         idx = torch.empty((b, kk), dtype=torch.int64, device=scores.device)
@@ -276,8 +265,5 @@ def evaluate_ranking(
                                  f"{(chunk.numel(), n_items)}")
             recs.append(top_k(scores, width, exclude=train_csr, rows=chunk)[0].cpu())
     recommended = torch.cat(recs) if recs else torch.empty((0, width), dtype=torch.int64)
-    _, cols, lengths = _take_rows(test_csr, users)
-    indptr = torch.zeros(users.numel() + 1, dtype=torch.int64)
-    torch.cumsum(lengths, 0, out=indptr[1:])
-    relevant = CSR(indptr, cols)  # rows aligned with `users` / `recommended`
+    relevant = test_csr.select(users)  # rows aligned with `users` / `recommended`
     return ranking_metrics(recommended, relevant, ks, n_items=n_items)

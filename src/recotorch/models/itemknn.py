@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from recotorch.data.interactions import CSR, Interactions, build_csr
-from recotorch.evaluate.metrics import _take_rows, top_k
+from recotorch.evaluate.metrics import top_k
 from recotorch.models.base import Estimator, Recommendations, register
 from recotorch.train.trainer import resolve_device
 
@@ -84,15 +84,6 @@ def recency_weights(user_idx: torch.Tensor, order: torch.Tensor, half_life: floa
     after[ordered] = (last[user_idx[ordered]] - torch.arange(n)).float()
     scale = half_life * counts[user_idx].float() if unit == "fraction" else torch.full((n,), float(half_life))
     return torch.pow(0.5, after / scale)
-
-
-def _entries(csr: CSR, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(position in `rows`, position in `csr.indices`) of every entry of the selected rows."""
-    starts = csr.indptr[rows]
-    lengths = csr.indptr[rows + 1] - starts
-    which = torch.repeat_interleave(torch.arange(rows.numel()), lengths)
-    first = torch.cumsum(lengths, 0) - lengths
-    return which, starts[which] + torch.arange(which.numel()) - first[which]
 
 
 class ItemItemModel(Estimator):
@@ -172,11 +163,11 @@ class ItemItemModel(Estimator):
         Entries are 1, or the recency weights of `profile_`; seen items the profile lacks count 1.
         """
         user_idx = user_idx.cpu()
-        which, cols, _ = _take_rows(self.seen_, user_idx)
-        keys, values = which * self.n_items + cols, torch.ones(which.numel())
+        which, pos = self.seen_.entries(user_idx)
+        keys, values = which * self.n_items + self.seen_.indices[pos], torch.ones(which.numel())
         if self.profile_ is not None:
             in_profile = (user_idx < self.profile_.n_rows).nonzero().flatten()  # users added later have none
-            at, pos = _entries(self.profile_, user_idx[in_profile])
+            at, pos = self.profile_.entries(user_idx[in_profile])
             keys = torch.cat([keys, in_profile[at] * self.n_items + self.profile_.indices[pos]])
             values = torch.cat([values, self.profile_.values[pos]])  # type: ignore[index]
         idx, inverse = torch.unique(keys, return_inverse=True)  # distinct (row, item), duplicates merged

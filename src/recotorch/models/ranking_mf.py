@@ -19,7 +19,6 @@ import torch
 
 from recotorch.data.interactions import Interactions
 from recotorch.data.sampling import NegativeSampler
-from recotorch.evaluate.metrics import _take_rows
 from recotorch.models.base import register
 from recotorch.models.gradient import GradientEstimator
 from recotorch.models.itemknn import distinct_pairs
@@ -121,9 +120,9 @@ class RankingMF(GradientEstimator):
 
     def _seen_rows(self, users: torch.Tensor) -> torch.Tensor:
         """(B, n_items) bool: the users' training items."""
-        which, cols, _ = _take_rows(self._train_seen, users.cpu())
+        which, pos = self._train_seen.entries(users)
         mask = torch.zeros(users.numel(), self._train_items, dtype=torch.bool, device=users.device)
-        mask[which.to(users.device), cols.to(users.device)] = True
+        mask[which.to(users.device), self._train_seen.indices[pos].to(users.device)] = True
         return mask
 
     def _valid_loss(self, valid: Interactions) -> float:
