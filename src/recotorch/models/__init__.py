@@ -8,6 +8,7 @@ from typing import Any
 from recotorch.models.als import ImplicitALS
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
 from recotorch.models.baselines import BiasBaseline, GlobalMean
+from recotorch.models.coldstart_mf import ColdStartMF
 from recotorch.models.ease import EASE
 from recotorch.models.hybrid import HybridMF
 from recotorch.models.itemknn import ItemKNN
@@ -35,7 +36,7 @@ def make_model(name: str, **options: Any) -> Estimator:
 
 
 __all__ = [
-    "BCEMF", "BPRMF", "EASE", "MODELS", "BiasBaseline", "Estimator", "GlobalMean", "HybridMF", "ImplicitALS",
-    "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
+    "BCEMF", "BPRMF", "EASE", "MODELS", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
+    "ImplicitALS", "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
     "Recommendations", "make_model",
 ]

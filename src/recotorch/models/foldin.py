@@ -52,7 +52,8 @@ from recotorch.evaluate.metrics import top_k
 from recotorch.models.base import Estimator, Recommendations
 
 __all__ = ["cold_scores", "demographic_design", "demographic_popularity", "fold_in", "fold_in_indices",
-           "new_user_pair_scores", "new_user_scores", "predict_for_new_user", "recommend_for_new_user"]
+           "new_user_pair_scores", "new_user_scores", "predict_for_new_user", "recommend_for_new_user",
+           "ridge_fold_in"]
 
 DEFAULT_REG = 0.1  # prior strength of the closed-form solves of `recotorch.models.incremental`
 FOLD_IN_REG = 0.2  # fold-in prior strength of a new user's factors, in units of the trained users' variance
@@ -247,16 +248,28 @@ def fold_in_indices(model: Estimator, item_idx: torch.Tensor, ratings: torch.Ten
         rhs = torch.einsum("bl,bld->bd", 1.0 + conf, a)
         return torch.linalg.solve(gram, rhs)
     (q, b), (mu, var) = _item_side(model), _prior(model, item_idx.shape[0], user_features)
-    a = torch.cat([q[safe], torch.ones(*safe.shape, 1)], -1) * mask[..., None]  # (B, L, d+1)
+    # a model trained for fold-in (`ColdStartMF`) carries its own learnt prior strengths
+    own_reg, own_bias = getattr(model, "fold_in_reg_", None) or (FOLD_IN_REG, FOLD_IN_REG_BIAS)
+    lam_bias = (own_bias if reg is None else reg) if reg_bias is None else reg_bias
+    lam = torch.full((q.shape[1] + 1,), own_reg if reg is None else reg)
+    lam[-1] = lam_bias
+    return ridge_fold_in(q, b, safe, r, mask, mu, lam / var, model.rating_range_)
+
+
+def ridge_fold_in(q: torch.Tensor, b: torch.Tensor, safe: torch.Tensor, r: torch.Tensor, mask: torch.Tensor,
+                  mu: torch.Tensor, prior: torch.Tensor, rating_range: tuple[float, float] | None) -> torch.Tensor:
+    """[p, b_u] (B, d+1) of the closed-form ridge fold-in; differentiable in `q`, `b`, `mu` and `prior`.
+
+    q (n_items, d), b (n_items,): the item side; safe (B, L): item indices (padding any valid index);
+    r (B, L) ratings; mask (B, L) which entries count; mu (B, d+1) or (d+1,) prior means; prior (d+1,)
+    the diagonal prior precision lam / var. Targets are logits of the ratings on `rating_range`.
+    """
+    a = torch.cat([q[safe], torch.ones(*safe.shape, 1, dtype=q.dtype, device=q.device)], -1) * mask[..., None]
     z = r - b[safe]
-    if model.rating_range_ is not None:
-        lo, hi = model.rating_range_
+    if rating_range is not None:
+        lo, hi = rating_range
         y = ((r - lo) / (hi - lo)).clamp(_EPS, 1 - _EPS)
         z = torch.log(y / (1 - y)) - b[safe]
-    lam_bias = (FOLD_IN_REG_BIAS if reg is None else reg) if reg_bias is None else reg_bias
-    lam = torch.full((q.shape[1] + 1,), FOLD_IN_REG if reg is None else reg)
-    lam[-1] = lam_bias
-    prior = lam / var  # (d+1,) diagonal prior precision
     gram = a.transpose(1, 2) @ a + torch.diag(prior)  # (B, d+1, d+1)
     rhs = torch.einsum("bld,bl->bd", a, z * mask) + prior * mu
     return torch.linalg.solve(gram, rhs)

@@ -1,0 +1,180 @@
+"""MF whose item side is trained for fold-in: episodic fine-tuning through the closed-form ridge solve.
+
+`ColdStartMF` first trains as `MatrixFactorization`, then fine-tunes on episodes drawn from the
+training users: each user in a batch reveals a support set of k ratings (k uniform in
+1..`max_support`, the ratings drawn at random or the first by time), is folded in by exactly the
+ridge solve `models.foldin` uses (`ridge_fold_in`: logit targets, the rating-weighted or
+demographic prior of the trained users), and the MSE of the resulting predictions on the user's
+other ratings (the query set) is back-propagated into the item factors and biases and, with
+`learn_reg`, into the two prior strengths (factors, bias). `mf_weight` mixes in the plain MF loss
+on the same query rows, which keeps the trained users (and so the fold-in prior) in step with
+the moving item side. The result is a `MatrixFactorization` in every other respect: same module,
+same `predict` / `recommend`, same files plus the learnt strengths `fold_in_reg_`, which
+`fold_in` uses as its defaults.
+
+    >>> model = ColdStartMF(meta_epochs=4).fit(train)
+    >>> predict_for_new_user(model, [50, 172], [5, 4], target_items=[1, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from recotorch.data.interactions import Interactions
+from recotorch.models.base import register
+from recotorch.models.foldin import (
+    FOLD_IN_REG,
+    FOLD_IN_REG_BIAS,
+    _fit_demographic_prior,
+    _user_prior,
+    demographic_design,
+    ridge_fold_in,
+)
+from recotorch.models.gradient import squash
+from recotorch.models.mf import MatrixFactorization, RatingRange
+from recotorch.train.config import OptimizerName
+
+__all__ = ["ColdStartMF", "Episodes"]
+
+
+class Episodes:
+    """Training users' rows grouped by user (in time order when timestamps exist), cut into episodes.
+
+    `batch(users, gen)` gives padded support (B, max_support) and query (B, Q) item indices with
+    ratings and masks: each user's rows are permuted at random (or kept in time order), the first
+    k_u (uniform in 1..max_support, at most n_u - 1) form the support, the next up to `max_query`
+    the query. Everything is vectorised over the batch.
+    """
+
+    def __init__(self, train: Interactions, max_support: int, max_query: int, support: str) -> None:
+        order = torch.arange(len(train)) if train.timestamp is None else torch.argsort(train.timestamp, stable=True)
+        order = order[torch.argsort(train.user_idx[order], stable=True)]  # by (user, time, row)
+        self.item = train.item_idx[order]
+        self.rating = train.rating[order].float()  # type: ignore[index]
+        self.counts = torch.bincount(train.user_idx, minlength=train.n_users)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.max_support, self.max_query, self.random = max_support, max_query, support == "random"
+
+    def batch(self, users: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        n = self.counts[users]
+        width = int(n.max())
+        pos = torch.arange(width).expand(users.numel(), -1)
+        valid = pos < n[:, None]
+        if self.random:  # a random permutation of each user's rows; padding sorts last
+            pos = torch.argsort(torch.rand(users.numel(), width, generator=gen) + (~valid).float(), 1)
+        rows = (self.starts[users][:, None] + pos).clamp(max=self.item.numel() - 1)
+        k = torch.randint(1, self.max_support + 1, (users.numel(),), generator=gen)
+        k = torch.minimum(k, (n - 1).clamp(min=1))[:, None]
+        s_rows, s_mask = rows[:, : self.max_support], (torch.arange(min(width, self.max_support)) < k)
+        col = torch.arange(min(width, self.max_query))[None, :] + k  # the query: columns k, k+1, ...
+        q_rows, q_mask = rows.gather(1, col.clamp(max=width - 1)), col < n[:, None]
+        s_mask = s_mask & valid[:, : s_rows.shape[1]]
+        return {"s_item": self.item[s_rows], "s_rating": self.rating[s_rows], "s_mask": s_mask,
+                "q_item": self.item[q_rows], "q_rating": self.rating[q_rows], "q_mask": q_mask}
+
+
+@register
+class ColdStartMF(MatrixFactorization):
+    """`MatrixFactorization` fine-tuned so that the closed-form fold-in of new users predicts well.
+
+    Meta-training: `meta_epochs` passes over the training users in batches of `meta_users`
+    (Adam, lr `meta_lr`), support sets of 1..`max_support` ratings (`support`: "random" or
+    "time" = each user's first ratings), query sets of at most `max_query` further ratings.
+    `prior`: "demographic" folds training users in with the demographic prior of
+    `models.foldin` when the training data carry age / gender / occupation, "population" always
+    with the rating-weighted average user. `learn_reg` learns the fold-in prior strengths
+    (stored as `fold_in_reg_`); `mf_weight` weighs the plain MF loss on the query rows.
+    `meta_epochs=0` gives plain MF.
+
+    The defaults were chosen on validation users carved from ml-100k's training users (user-cold,
+    k = 5, demographic prior: 4.24% below item bias vs plain MF's 4.11%; on the benchmark's test users
+    2.97% vs 2.86%, a small, consistent gain, not a leap). Learning the prior strengths
+    drove them to about half the validated ones and lost on validation users: the training users'
+    query ratings were also fitted by the warm MF, so their fold-in looks more reliable than a new
+    user's, hence `learn_reg=False` by default.
+    """
+
+    name = "mf_coldstart"
+
+    def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
+                 epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu",
+                 progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False,
+                 meta_epochs: int = 4, meta_lr: float = 1e-3, meta_users: int = 64, max_support: int = 10,
+                 max_query: int = 128, support: Literal["random", "time"] = "random",
+                 prior: Literal["demographic", "population"] = "demographic", learn_reg: bool = False,
+                 mf_weight: float = 1.0) -> None:
+        self._set_params(locals())
+
+    fold_in_reg_: tuple[float, float] | None = None
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        super()._fit(train, valid)
+        self.fold_in_reg_ = (FOLD_IN_REG, FOLD_IN_REG_BIAS)
+        if self.meta_epochs > 0:
+            self._meta_fit(train)
+
+    # ---- episodic fine-tuning ------------------------------------------------------------
+    def _prior_means(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prior mean of each training user (n_users, d+1), variances (d+1,)), detached, as fold-in uses."""
+        found = _fit_demographic_prior(self) if self.prior == "demographic" else None
+        if found is None:
+            mu, var = _user_prior(self)
+            return mu.expand(self.n_users, -1), var
+        mu, coef, levels, var = found
+        return mu + demographic_design(self.user_features_, levels)[0] @ coef, var  # type: ignore[arg-type]
+
+    def _meta_fit(self, train: Interactions) -> None:
+        m = self.module_
+        dev = self.module_device
+        episodes = Episodes(train, self.max_support, self.max_query, self.support)
+        log_reg = torch.tensor([FOLD_IN_REG, FOLD_IN_REG_BIAS], device=dev).log().requires_grad_(self.learn_reg)
+        params = [m.item_factors.weight, m.item_bias.weight, m.user_factors.weight, m.user_bias.weight]
+        opt = torch.optim.Adam(params, lr=self.meta_lr)  # rows are indexed directly: dense gradients
+        reg_opt = torch.optim.Adam([log_reg], lr=10 * self.meta_lr) if self.learn_reg else None
+        users = torch.nonzero(episodes.counts >= 2).flatten()
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        for _ in range(self.meta_epochs):
+            mu_all, var = (t.to(dev) for t in self._prior_means())
+            for chunk in users[torch.randperm(users.numel(), generator=gen)].split(self.meta_users):
+                ep = {k: v.to(dev) for k, v in episodes.batch(chunk, gen).items()}
+                loss = self._episode_loss(ep, chunk.to(dev), mu_all, var, log_reg)
+                opt.zero_grad()
+                if reg_opt is not None:
+                    reg_opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if reg_opt is not None:
+                    reg_opt.step()
+        lam = log_reg.detach().exp().cpu()
+        self.fold_in_reg_ = (float(lam[0]), float(lam[1]))
+
+    def _episode_loss(self, ep: dict[str, torch.Tensor], users: torch.Tensor, mu_all: torch.Tensor,
+                      var: torch.Tensor, log_reg: torch.Tensor) -> torch.Tensor:
+        """Query MSE after folding in the support set, plus `mf_weight` x the MF loss on the query rows."""
+        m = self.module_
+        q, b = m.item_factors.weight, m.item_bias.weight.squeeze(1)
+        lam = torch.cat([log_reg[:1].exp().expand(q.shape[1]), log_reg[1:].exp()])
+        vec = ridge_fold_in(q, b, ep["s_item"], ep["s_rating"], ep["s_mask"].float(), mu_all[users], lam / var,
+                            self.rating_range_)  # (B, d+1)
+        qi, mask, target = ep["q_item"], ep["q_mask"].float(), ep["q_rating"]
+        raw = torch.einsum("bd,bmd->bm", vec[:, :-1], q[qi]) + vec[:, -1:] + b[qi]
+        n = mask.sum().clamp(min=1.0)
+        loss = ((squash(raw, self.rating_range_) - target) ** 2 * mask).sum() / n
+        if self.mf_weight:
+            p, bu = m.user_factors.weight[users], m.user_bias.weight[users]
+            warm = torch.einsum("bd,bmd->bm", p, q[qi]) + bu + b[qi]
+            loss = loss + self.mf_weight * ((squash(warm, self.rating_range_) - target) ** 2 * mask).sum() / n
+        return loss
+
+    # ---- files ---------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = super()._state()
+        return tensors, extra | {"fold_in_reg": list(self.fold_in_reg_) if self.fold_in_reg_ else None}
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        super()._restore(tensors, extra)
+        found = extra.get("fold_in_reg")
+        self.fold_in_reg_ = None if found is None else (float(found[0]), float(found[1]))
