@@ -99,8 +99,10 @@ class MatrixFactorization(RatingModel):
         if self.optimizer != "rowwise_adagrad":
             return None
         m = self.module_
-        return FusedDotBiasStep(m.user_factors.weight, m.item_factors.weight, m.user_bias.weight,
+        step = FusedDotBiasStep(m.user_factors.weight, m.item_factors.weight, m.user_bias.weight,
                                 m.item_bias.weight, self.rating_range_)
+        step.prepare()
+        return step
 
     def item_vectors(self) -> torch.Tensor:
         return self.module_.item_factors.weight.detach().cpu()

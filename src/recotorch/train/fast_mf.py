@@ -23,9 +23,10 @@ from recotorch.train.optimizers import RowWiseAdagrad
 
 
 class FusedDotBiasStep:
-    """`step(batch, optimizer) -> loss` for squash(<p_u, q_i> + b_u + b_i) under mean squared error.
+    """`step(data, rows, optimizer) -> loss` for squash(<p_u, q_i> + b_u + b_i) under mean squared error.
 
-    `batch` holds "user_idx", "item_idx" and "rating"; the four weights are the module's
+    `data` holds "user_idx", "item_idx" and "rating" for every training row, `rows` the batch's
+    row numbers (the compiled kernel reads them in place: no gathered batch); the four weights are the module's
     `user_factors`, `item_factors` (n, dim) and `user_bias`, `item_bias` (n, 1) parameters;
     `rating_range` is the sigmoid's (lo, hi), or None for a plain dot product. With `compiled`
     (the default) CPU float32 tables are updated by the Numba kernel of `mf_kernel` when Numba is
@@ -46,22 +47,28 @@ class FusedDotBiasStep:
                                   for _ in range(4))
         return tuple(b[:n] for b in self._buffers)
 
+    def prepare(self) -> None:
+        """Compile (or load from Numba's cache) the kernel before training, so no epoch pays for it."""
+        if self.compiled and mf_kernel.supports(*self.params):
+            mf_kernel.warm_up()
+
     @torch.no_grad()
-    def __call__(self, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    def __call__(self, data: dict[str, torch.Tensor], rows: torch.Tensor,
+                 optimizer: torch.optim.Optimizer) -> torch.Tensor:
         if not isinstance(optimizer, RowWiseAdagrad):
             raise TypeError("the fused step applies row-wise Adagrad; the trainer's optimizer must be one")
         group = optimizer.param_groups[0]
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         P, Q, bu, bi = self.params
-        u, i, target = batch["user_idx"], batch["item_idx"], batch["rating"]
-        n = u.numel()
+        n = rows.numel()
         pu, qi, g_p, g_q = self._work(n, P)
         state = optimizer.state_sums(group)
-        if self.compiled and mf_kernel.supports(*self.params, *(state[p] for p in self.params)):
+        columns = (data["user_idx"], data["item_idx"], data["rating"])
+        if self.compiled and mf_kernel.supports(*self.params, *(state[p] for p in self.params), data["rating"]):
             sums = tuple(state[p] for p in self.params)
-            work = (g_p, g_q, torch.empty(n), torch.empty(n))
-            return torch.tensor(mf_kernel.dot_bias_adagrad_step(self.params, sums, u, i, target, lr, wd, eps,
-                                                                self.rating_range, work))
+            return torch.tensor(mf_kernel.dot_bias_adagrad_step(self.params, sums, *columns, rows, lr, wd, eps,
+                                                                self.rating_range, (g_p, g_q)))
+        u, i, target = (c.index_select(0, rows) for c in columns)
         torch.index_select(P, 0, u, out=pu)  # (B, dim)
         torch.index_select(Q, 0, i, out=qi)
         raw = torch.linalg.vecdot(pu, qi)  # (B,): one pass, no (B, dim) temporary

@@ -43,50 +43,57 @@ def _kernel() -> Any:
     from numba import njit, prange
 
     @njit(parallel=True, fastmath=True, cache=True)
-    def step(P, Q, bu, bi, acc_p, acc_q, acc_bu, acc_bi, u, i, target, lr, wd, eps, lo, hi, squash,
-             g_p, g_q, g_bu, g_bi, threads):  # pragma: no cover - compiled
-        n, dim = u.shape[0], P.shape[1]
-        decay = wd / n  # L2 on the touched rows, as RowWiseAdagrad does for sparse gradients
+    def step(P, Q, bu, bi, acc_p, acc_q, acc_bu, acc_bi, users, items, ratings, rows, lr, wd, eps, lo, hi,
+             squash, g_p, g_q, threads):  # pragma: no cover - compiled
+        n, dim = rows.shape[0], P.shape[1]
+        one, two = np.float32(1.0), np.float32(2.0)
+        decay = np.float32(wd / n)  # L2 on the touched rows, as RowWiseAdagrad does for sparse gradients
+        slope = np.float32(two * (hi - lo) / n) if squash else np.float32(two / n)
+        u, i = np.empty(n, np.int64), np.empty(n, np.int64)
+        owner_u, owner_i = np.empty(n, np.int64), np.empty(n, np.int64)
+        g_bu, g_bi = np.empty(n, np.float32), np.empty(n, np.float32)
+        sq_p, sq_q = np.empty(n, np.float32), np.empty(n, np.float32)
         loss = 0.0
-        for s in prange(n):  # 1. gradients from the pre-step parameters
-            uu, ii = u[s], i[s]
+        for s in prange(n):  # 1. gradients from the pre-step parameters, and whatever pass 2 needs
+            uu, ii = users[rows[s]], items[rows[s]]
+            u[s], i[s] = uu, ii
+            owner_u[s], owner_i[s] = uu % threads, ii % threads
             raw = bu[uu] + bi[ii]
             for d in range(dim):
                 raw += P[uu, d] * Q[ii, d]
             if squash:
-                sig = 1.0 / (1.0 + np.exp(-raw))
-                err = sig * (hi - lo) + lo - target[s]
-                g = err * sig * (1.0 - sig) * (2.0 * (hi - lo) / n)
+                sig = one / (one + np.exp(-raw))
+                err = sig * (hi - lo) + lo - ratings[rows[s]]
+                g = err * sig * (one - sig) * slope
             else:
-                err = raw - target[s]
-                g = err * (2.0 / n)
+                err = raw - ratings[rows[s]]
+                g = err * slope
+            sp, sq = np.float32(0.0), np.float32(0.0)
             for d in range(dim):
-                g_p[s, d] = Q[ii, d] * g + decay * P[uu, d]
-                g_q[s, d] = P[uu, d] * g + decay * Q[ii, d]
+                gp = Q[ii, d] * g + decay * P[uu, d]
+                gq = P[uu, d] * g + decay * Q[ii, d]
+                g_p[s, d], g_q[s, d] = gp, gq
+                sp += gp * gp
+                sq += gq * gq
+            sq_p[s], sq_q[s] = sp / dim, sq / dim
             g_bu[s] = g + decay * bu[uu]
             g_bi[s] = g + decay * bi[ii]
             loss += err * err
         for t in prange(threads):  # 2. each thread owns the rows r with r % threads == t
             for s in range(n):
-                if u[s] % threads == t:
-                    sq = 0.0
-                    for d in range(dim):
-                        sq += g_p[s, d] * g_p[s, d]
-                    acc_p[u[s]] += sq / dim
+                if owner_u[s] == t:
+                    acc_p[u[s]] += sq_p[s]
                     acc_bu[u[s]] += g_bu[s] * g_bu[s]
-                if i[s] % threads == t:
-                    sq = 0.0
-                    for d in range(dim):
-                        sq += g_q[s, d] * g_q[s, d]
-                    acc_q[i[s]] += sq / dim
+                if owner_i[s] == t:
+                    acc_q[i[s]] += sq_q[s]
                     acc_bi[i[s]] += g_bi[s] * g_bi[s]
             for s in range(n):  # every sum of the step is complete before any row moves
-                if u[s] % threads == t:
+                if owner_u[s] == t:
                     scale = -lr / (np.sqrt(acc_p[u[s]]) + eps)
                     for d in range(dim):
                         P[u[s], d] += scale * g_p[s, d]
                     bu[u[s]] += -lr / (np.sqrt(acc_bu[u[s]]) + eps) * g_bu[s]
-                if i[s] % threads == t:
+                if owner_i[s] == t:
                     scale = -lr / (np.sqrt(acc_q[i[s]]) + eps)
                     for d in range(dim):
                         Q[i[s], d] += scale * g_q[s, d]
@@ -102,23 +109,33 @@ def supports(*tensors: torch.Tensor) -> bool:
                                for t in tensors)
 
 
-def dot_bias_adagrad_step(params: tuple[torch.Tensor, ...], sums: tuple[torch.Tensor, ...], u: torch.Tensor,
-                          i: torch.Tensor, target: torch.Tensor, lr: float, weight_decay: float, eps: float,
-                          rating_range: tuple[float, float] | None, work: tuple[torch.Tensor, ...]) -> float:
+def warm_up() -> None:
+    """Compile the kernel, or load it from Numba's on-disk cache, with a one-row step on scratch tables."""
+    tables = (torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 1), torch.zeros(1, 1))
+    sums = tuple(torch.zeros(1) for _ in range(4))
+    zero = torch.zeros(1, dtype=torch.int64)
+    dot_bias_adagrad_step(tables, sums, zero, zero, torch.ones(1), zero, 0.1, 0.0, 1e-10, (0.0, 5.5),
+                          (torch.empty(1, 2), torch.empty(1, 2)))
+
+
+def dot_bias_adagrad_step(params: tuple[torch.Tensor, ...], sums: tuple[torch.Tensor, ...], users: torch.Tensor,
+                          items: torch.Tensor, ratings: torch.Tensor, rows: torch.Tensor, lr: float,
+                          weight_decay: float, eps: float, rating_range: tuple[float, float] | None,
+                          work: tuple[torch.Tensor, torch.Tensor]) -> float:
     """One row-wise Adagrad step of squash(<p_u, q_i> + b_u + b_i) under MSE, in place; returns the loss.
 
     params: (P, Q, b_u, b_i) with P, Q (n, dim) and biases of n entries; sums: their row-wise
-    Adagrad sums, one entry per row; work: two (>= batch, dim) and two (>= batch,) float32 buffers.
+    Adagrad sums, one entry per row; users, items, ratings: every training row; rows: the batch's
+    row numbers; work: two (>= batch, dim) contiguous float32 buffers for the gradients.
     """
     import numba
 
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
-    n = u.numel()
     P, Q = (p.detach().numpy() for p in params[:2])
     bu, bi = (p.detach().view(-1).numpy() for p in params[2:])
     lo, hi = rating_range or (0.0, 1.0)
     f32 = np.float32
-    return float(_kernel()(P, Q, bu, bi, *(s.numpy() for s in sums), u.numpy(), i.numpy(),
-                           target.float().numpy(), f32(lr), f32(weight_decay), f32(eps), f32(lo), f32(hi),
-                           rating_range is not None, *(w[:n].numpy() for w in work), threads))
+    return float(_kernel()(P, Q, bu, bi, *(s.numpy() for s in sums), users.numpy(), items.numpy(),
+                           ratings.numpy(), rows.numpy(), f32(lr), f32(weight_decay), f32(eps), f32(lo), f32(hi),
+                           rating_range is not None, *(w.numpy() for w in work), threads))

@@ -24,8 +24,9 @@ from recotorch.train.progress import EpochProgress
 
 BatchLoss = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 Validate = Callable[[], float]
+FUSED_CHUNK_BATCHES = 64  # batches gathered at once by the fused path (8192-row batches: ~10 MB)
 # computes its own gradients and applies the optimiser's update; returns the batch loss
-FusedStep = Callable[[dict[str, torch.Tensor], torch.optim.Optimizer], torch.Tensor]
+FusedStep = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.optim.Optimizer], torch.Tensor]
 
 
 @contextlib.contextmanager
@@ -200,9 +201,15 @@ class Trainer:
         cfg = self.config
         total = torch.zeros((), device=self.device)
         n_batches = math.ceil(n / cfg.batch_size)
+        span = cfg.batch_size * FUSED_CHUNK_BATCHES
+        positions = torch.arange(span, device=self.device)
         for b in range(n_batches):
-            rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            loss = step({k: v.index_select(0, rows) for k, v in data.items()}, optimizer)
+            at = (b * cfg.batch_size) % span
+            if at == 0:  # gather the next chunk of rows in epoch order, so each batch reads contiguous memory
+                chunk = {k: v.index_select(0, order[b * cfg.batch_size : b * cfg.batch_size + span])
+                         for k, v in data.items()}
+            rows = positions[at : min(at + cfg.batch_size, chunk["user_idx"].numel())]
+            loss = step(chunk, rows, optimizer)
             optimizer.step()  # no gradients are pending, so a no-op; it keeps the scheduler's bookkeeping right
             scheduler.step()
             total += loss * rows.numel()
