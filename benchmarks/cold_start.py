@@ -184,9 +184,9 @@ def main() -> None:
         f"{info['threads']} thread, {info['date']}. Default hyper-parameters.", "",
         "## Summary (user-cold, k = 5 revealed ratings, mean over seeds " + ", ".join(map(str, SEEDS)) + ")", "",
         f"- RMSE: item bias {rmse5['item bias (user unknown)']:.4f}, bias fold-in {rmse5['bias fold-in']:.4f}, "
-        f"MF fold-in {rmse5['mf fold-in']:.4f} ({gain:.1%} below item bias), MF fold-in with the demographic "
-        f"prior {rmse5[DEMO]:.4f} ({gain_demo:.1%} below item bias), MF trained for fold-in (`mf_coldstart`) "
-        f"with the demographic prior {rmse5[META]:.4f} ({gain_meta:.1%} below item bias), "
+        f"MF fold-in {rmse5['mf fold-in']:.4f} ({gain:.2%} below item bias), MF fold-in with the demographic "
+        f"prior {rmse5[DEMO]:.4f} ({gain_demo:.2%} below item bias), MF trained for fold-in (`mf_coldstart`) "
+        f"with the demographic prior {rmse5[META]:.4f} ({gain_meta:.2%} below item bias), "
         f"hybrid fold-in {rmse5['hybrid fold-in']:.4f}.",
         "- NDCG@10: " + ", ".join(f"{m} {v:.4f}" for m, v in ndcg5.items()) + ".",
         "- Latency of one new user (5 ratings), median ms: "
