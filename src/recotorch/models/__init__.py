@@ -10,6 +10,7 @@ from recotorch.models.base import MODELS, Estimator, Predictions, Recommendation
 from recotorch.models.baselines import BiasBaseline, GlobalMean
 from recotorch.models.coldstart_mf import ColdStartMF
 from recotorch.models.ease import EASE
+from recotorch.models.ensemble import Bagged
 from recotorch.models.hybrid import HybridMF
 from recotorch.models.itemknn import ItemKNN
 from recotorch.models.mf import MatrixFactorization
@@ -36,7 +37,7 @@ def make_model(name: str, **options: Any) -> Estimator:
 
 
 __all__ = [
-    "BCEMF", "BPRMF", "EASE", "MODELS", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
+    "BCEMF", "BPRMF", "EASE", "MODELS", "Bagged", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
     "ImplicitALS", "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
     "Recommendations", "make_model",
 ]
