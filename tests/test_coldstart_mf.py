@@ -15,13 +15,7 @@ from tests.conftest import planted_ratings
 SMALL = {"dim": 3, "epochs": 10, "batch_size": 256, "lr": 2e-2, "weight_decay": 0.3, "meta_users": 32}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

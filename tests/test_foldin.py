@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
@@ -25,17 +22,9 @@ from recotorch.models.foldin import (
     recommend_for_new_user,
 )
 from recotorch.models.popularity import MostPopular
-from tests.conftest import planted_ratings
+from tests.conftest import digest, planted_ratings
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -181,16 +170,12 @@ def test_demographic_popularity_prefers_the_users_group():
     assert age_band(17) == "<18" and age_band(18) == "18-24" and age_band(60) == "56+"
 
 
-def _digest(path: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
-
-
 def test_fold_in_never_touches_the_saved_model(mf, planted, tmp_path):
     mf.save(tmp_path / "m")
-    before = _digest(tmp_path / "m")
+    before = digest(tmp_path / "m")
     loaded = rt.load(tmp_path / "m")
     items, ratings = _history(planted, 2)
     recommend_for_new_user(loaded, items, ratings)
     predict_for_new_user(loaded, items, ratings, items)
-    assert _digest(tmp_path / "m") == before
+    assert digest(tmp_path / "m") == before
     assert loaded.n_users == mf.n_users

@@ -12,14 +12,7 @@ from recotorch.evaluate import cold
 from recotorch.models.foldin import demographic_design, fold_in, fold_in_indices, predict_for_new_user
 from tests.conftest import planted_ratings
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _hand_model() -> rt.MatrixFactorization:

@@ -15,13 +15,7 @@ from recotorch.models.hybrid import HybridMF, item_tokens, user_tokens
 GENRES = ("Action", "Romance", "Horror")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def genre_world(n_users: int = 90, n_items: int = 90, per_user: int = 12, seed: int = 0

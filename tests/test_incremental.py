@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +15,9 @@ from recotorch.data.implicit import to_implicit
 from recotorch.data.interactions import Interactions
 from recotorch.models import make_model
 from recotorch.models.incremental import update
-from tests.conftest import planted_ratings
+from tests.conftest import digest, planted_ratings
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
-def _digest(path: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +55,9 @@ def test_update_adds_users_and_items_and_leaves_the_source_alone(saved_mf, parts
     _, new = parts
     perm = torch.randperm(len(new), generator=torch.Generator().manual_seed(0))
     given, held = new.subset(perm[: len(new) // 2]), new.subset(perm[len(new) // 2 :])
-    before = _digest(saved_mf)
+    before = digest(saved_mf)
     out = update(saved_mf, given, tmp_path / "mf-v1")
-    assert _digest(saved_mf) == before
+    assert digest(saved_mf) == before
     parent, child = rt.load(saved_mf), rt.load(out)
     assert child.n_users == 100 and child.n_items == 50
     assert child.users_.ids[:90].to_list() == parent.users_.ids.to_list()  # old indices keep their meaning
@@ -117,9 +104,9 @@ def test_other_models_update_and_load(name, parts, tmp_path):
     options = {"als": {"dim": 4, "iterations": 5}, "ease": {"reg": 5.0}, "itemknn": {"neighbours": 5}}.get(name, {})
     model = make_model(name, **options).fit(train)
     model.save(tmp_path / name)
-    before = _digest(tmp_path / name)
+    before = digest(tmp_path / name)
     child = rt.load(update(tmp_path / name, rows, tmp_path / f"{name}-v1"))
-    assert _digest(tmp_path / name) == before
+    assert digest(tmp_path / name) == before
     assert child.n_users > model.n_users and child.n_items > model.n_items
     scores = child.score(torch.arange(child.n_users))
     assert scores.shape == (child.n_users, child.n_items) and torch.isfinite(scores).all()

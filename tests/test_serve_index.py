@@ -13,13 +13,7 @@ from recotorch.serve.index import AnnIndex, dot_form, exact_top_k, recall_at_k, 
 from recotorch.serve.recommender import Recommender
 from recotorch.serve.synthetic import synthetic_mf, toy_catalogue
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -42,15 +42,7 @@ class ImplicitALS(Estimator):
     def __init__(self, dim: int = 128, reg: float = 30.0, alpha: float = 8.0, iterations: int = 10,
                  solver: Literal["cg", "cholesky"] = "cg", cg_steps: int = 3, init_std: float = 0.01,
                  seed: int = 0, device: str = "cpu") -> None:
-        self.dim = dim
-        self.reg = reg
-        self.alpha = alpha
-        self.iterations = iterations
-        self.solver = solver
-        self.cg_steps = cg_steps
-        self.init_std = init_std
-        self.seed = seed
-        self.device = device
+        self._set_params(locals())
 
     @property
     def torch_device(self) -> torch.device:

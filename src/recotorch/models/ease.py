@@ -40,11 +40,7 @@ class EASE(ItemItemModel):
     def __init__(self, reg: float = 100.0, dtype: Literal["float32", "float64"] = "float64",
                  device: str = "cpu", half_life: float | None = None,
                  half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self.reg = reg
-        self.dtype = dtype
-        self.device = device
-        self.half_life = half_life
-        self.half_life_unit = half_life_unit
+        self._set_params(locals())
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.reg <= 0:

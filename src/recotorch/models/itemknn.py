@@ -226,14 +226,7 @@ class ItemKNN(ItemItemModel):
     def __init__(self, neighbours: int = 100, weighting: Literal["cosine", "bm25"] = "cosine",
                  shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu",
                  half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self.neighbours = neighbours
-        self.weighting = weighting
-        self.shrink = shrink
-        self.k1 = k1
-        self.b = b
-        self.device = device
-        self.half_life = half_life
-        self.half_life_unit = half_life_unit
+        self._set_params(locals())
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.weighting not in ("cosine", "bm25"):

@@ -29,12 +29,7 @@ class RP3beta(ItemKNN):
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.6, neighbours: int = 200, device: str = "cpu",
                  half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self.alpha = alpha
-        self.beta = beta
-        self.neighbours = neighbours
-        self.device = device
-        self.half_life = half_life
-        self.half_life_unit = half_life_unit
+        self._set_params(locals())
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.neighbours < 1:
