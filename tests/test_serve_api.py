@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from recotorch.models import MatrixFactorization
 from recotorch.serve.app import create_app
 from recotorch.serve.recommender import Recommender
-from recotorch.serve.synthetic import toy_catalogue
+from tests.helpers.synthetic import toy_catalogue
 
 FOLDIN = importlib.util.find_spec("recotorch.models.foldin") is not None
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -234,7 +234,7 @@ def test_page_and_static_files(client):
 
 
 def test_string_item_ids(tmp_path):
-    from recotorch.serve.synthetic import synthetic_mf
+    from tests.helpers.synthetic import synthetic_mf
 
     synthetic_mf(20, 300, 8, seen_per_user=5).save(tmp_path / "syn")
     with TestClient(create_app(tmp_path / "syn")) as c:

@@ -34,8 +34,8 @@ def ml100k_model(ml100k_dir, tmp_path_factory):
 def test_rate_three_movies_and_get_recommendations(ml100k_model, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from recotorch.serve.process import ServerProcess
     from recotorch.serve.store import read_feedback
+    from tests.helpers.server import ServerProcess
 
     store = f"sqlite:///{tmp_path / 'feedback.db'}"
     errors: list[str] = []

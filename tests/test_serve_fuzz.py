@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from recotorch.models import MatrixFactorization
 from recotorch.serve.app import create_app
-from recotorch.serve.synthetic import synthetic_mf, toy_catalogue
+from tests.helpers.synthetic import synthetic_mf, toy_catalogue
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

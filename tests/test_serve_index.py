@@ -11,7 +11,7 @@ pytest.importorskip("faiss")
 from recotorch.models import MatrixFactorization
 from recotorch.serve.index import AnnIndex, dot_form, exact_top_k, recall_at_k, sample_queries
 from recotorch.serve.recommender import Recommender
-from recotorch.serve.synthetic import synthetic_mf, toy_catalogue
+from tests.helpers.synthetic import synthetic_mf, toy_catalogue
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

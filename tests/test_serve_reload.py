@@ -13,9 +13,9 @@ import torch
 pytest.importorskip("fastapi")
 
 from recotorch.models import MatrixFactorization
-from recotorch.serve.process import ServerProcess
 from recotorch.serve.recommender import Recommender
-from recotorch.serve.synthetic import toy_catalogue
+from tests.helpers.server import ServerProcess
+from tests.helpers.synthetic import toy_catalogue
 
 USERS = list(range(1, 21))
 

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from recotorch.models import MatrixFactorization
-from recotorch.serve.process import ServerProcess, free_port
 from recotorch.serve.store import export_feedback, open_store, read_feedback, sqlite_path
-from recotorch.serve.synthetic import toy_catalogue
+from tests.helpers.server import ServerProcess, free_port
+from tests.helpers.synthetic import toy_catalogue
 
 
 # ---- a real PostgreSQL server, started by the test --------------------------------------------
