@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import os
 import pickle
+import random
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from recotorch.data import errors
 from recotorch.data.errors import DataError, first_undecodable
-from recotorch.data.readers import read_interactions, write_interactions
+from recotorch.data.readers import MAX_ABS_RATING, file_columns, read_columns, read_interactions, write_interactions
+from recotorch.errors import InputFileError, OptionError
 
 HEADER = "user,item,rating,timestamp\n"
 
@@ -242,9 +247,10 @@ def test_unknown_separator(tmp_path):
     assert err.line == 1 and "sep=" in str(err)
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        read_interactions(tmp_path / "nope.csv")
+def test_missing_file_is_a_data_error_and_a_file_not_found_error(tmp_path):
+    err = fails(tmp_path / "nope.csv")
+    assert isinstance(err, FileNotFoundError) and isinstance(err, InputFileError)
+    assert str(err) == "nope.csv: no such file"
 
 
 # ---- parquet -------------------------------------------------------------------------------
@@ -291,9 +297,212 @@ def test_write_then_read_round_trip(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_data_error_is_a_value_error_and_pickles():
+def test_data_error_is_an_input_file_error_and_pickles():
     err = DataError("/x/ratings.csv", "not a number: 'abc'", line=17, column="rating")
-    assert isinstance(err, ValueError)
+    assert isinstance(err, InputFileError) and isinstance(err, ValueError)
     assert str(err) == "ratings.csv, line 17, column 'rating': not a number: 'abc'"
     again = pickle.loads(pickle.dumps(err))
     assert (str(again), again.line, again.column) == (str(err), 17, "rating")
+
+
+# ---- files that cannot be used at all: one DataError naming the file -------------------------
+def test_a_directory_is_refused(tmp_path):
+    (tmp_path / "x.csv").mkdir()
+    assert str(fails(tmp_path / "x.csv")) == "x.csv: is a directory, not a file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+                    reason="root reads files whatever their permissions")
+def test_an_unreadable_file_is_refused(tmp_path):
+    path = write(tmp_path, "ratings.csv", HEADER + "1,2,3,4\n")
+    path.chmod(0)
+    try:
+        err = fails(path)
+    finally:
+        path.chmod(0o644)
+    assert str(err).startswith("ratings.csv: cannot be read: ") and "ermission" in str(err)
+
+
+def test_an_unreadable_file_is_refused_even_as_root(tmp_path, monkeypatch):
+    path = write(tmp_path, "ratings.csv", HEADER + "1,2,3,4\n")
+    real_open = Path.open
+
+    def denied(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    assert str(fails(path)) == "ratings.csv: cannot be read: Permission denied"
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"user,item\n1,2\x00\x01\x02\n", "holds a NUL byte: a binary file"),
+    (b"PK\x03\x04\x14\x00\x00\x00junk", "is a zip archive"),
+    (b"BZh91AY&SY", "is bzip2-compressed"),
+])
+def test_binary_files_are_refused(tmp_path, content, message):
+    err = fails(write(tmp_path, "ratings.csv", content), rating=None, timestamp=None)
+    assert str(err).startswith("ratings.csv") and message in str(err)
+
+
+def test_random_binary_garbage_is_refused(tmp_path):
+    garbage = bytes(random.Random(0).randrange(256) for _ in range(5000))
+    err = fails(write(tmp_path, "ratings.csv", garbage))
+    assert str(err).startswith("ratings.csv")
+
+
+def test_truncated_and_corrupt_parquet(tmp_path):
+    good = tmp_path / "good.parquet"
+    pl.DataFrame({"user": list(range(2000)), "item": list(range(2000)),
+                  "rating": [3.0] * 2000}).write_parquet(good)
+    content = good.read_bytes()
+    err = fails(write(tmp_path, "cut.parquet", content[: len(content) // 2]), timestamp=None)
+    assert str(err).startswith("cut.parquet: not a readable Parquet file")
+    middle = len(content) // 3  # the footer intact, the column data scrambled
+    scrambled = content[:8] + bytes(random.Random(1).randrange(256) for _ in range(middle)) + content[8 + middle:]
+    err = fails(write(tmp_path, "bad.parquet", scrambled), timestamp=None)
+    assert str(err).startswith("bad.parquet")
+
+
+def test_parquet_is_recognised_by_its_magic_bytes(tmp_path):
+    path = tmp_path / "ratings.csv"
+    pl.DataFrame({"user": [1], "item": [2]}).write_parquet(path)
+    assert rows(read_interactions(path, rating=None, timestamp=None)) == [(1, 2)]
+
+
+def test_missing_column_suggests_the_closest_name(tmp_path):
+    path = write(tmp_path, "ratings.csv", "user,item,ratings,timestamp\n1,2,3,4\n")
+    err = fails(path)
+    assert "no column 'rating'" in str(err) and "did you mean 'ratings'?" in str(err)
+    err = fails(write(tmp_path, "r2.csv", "UserId,item\n1,2\n"), user="userid", rating=None, timestamp=None)
+    assert "did you mean 'UserId'?" in str(err)
+    pq = tmp_path / "r.parquet"
+    pl.DataFrame({"user_id": [1], "item": [2]}).write_parquet(pq)
+    assert "did you mean 'user_id'?" in str(fails(pq, rating=None, timestamp=None))
+
+
+def test_two_roles_on_one_column_is_an_option_error(tmp_path):
+    with pytest.raises(OptionError, match="item"):
+        read_interactions(write(tmp_path, "r.csv", "a,b\n1,2\n"), user="a", item="a", rating=None, timestamp=None)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1e300", "rating 1e+300 is absurd"),
+    ("-2e9", "rating -2e+09 is absurd"),
+    ("-inf", "rating is not a finite number"),
+    ("nan", "rating is NaN"),
+])
+def test_absurd_and_non_finite_ratings_are_refused_with_their_line(tmp_path, value, message):
+    err = fails(write(tmp_path, "ratings.csv", HEADER + f"1,2,3,4\n2,3,{value},5\n"))
+    assert (err.line, err.column) == (3, "rating") and message in str(err)
+
+
+def test_the_largest_plausible_rating_is_read(tmp_path):
+    path = write(tmp_path, "r.csv", HEADER + f"1,2,{MAX_ABS_RATING:.0f},4\n1,3,-{MAX_ABS_RATING:.0f},4\n")
+    assert read_interactions(path).rating.tolist() == [MAX_ABS_RATING, -MAX_ABS_RATING]
+
+
+def test_parquet_huge_values_are_refused_not_crashed(tmp_path):
+    path = tmp_path / "r.parquet"
+    pl.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [1.0, 1e300], "timestamp": [0.0, 1e30]}).write_parquet(path)
+    err = fails(path)
+    assert (err.row, err.column) == (2, "rating") and "absurd" in str(err)
+    pl.DataFrame({"user": [1, 2], "item": [1, 2], "timestamp": [0.0, 1e30]}).write_parquet(path)
+    err = fails(path, rating=None)
+    assert (err.row, err.column) == (2, "timestamp") and "out of range" in str(err)
+    pl.DataFrame({"user": pl.Series([1, 2**64 - 1], dtype=pl.UInt64), "item": [1, 2]}).write_parquet(path)
+    err = fails(path, rating=None, timestamp=None)
+    assert (err.row, err.column) == (2, "user") and "too large" in str(err)
+    pl.DataFrame({"user": [None, None], "item": [1, 2]}).write_parquet(path)
+    err = fails(path, rating=None, timestamp=None)
+    assert (err.row, err.column) == (1, "user") and "missing user id" in str(err)
+
+
+def test_nul_bytes_in_ids_are_refused(tmp_path):
+    path = tmp_path / "r.parquet"
+    pl.DataFrame({"user": ["a", "b\x00c"], "item": ["x", "y"]}).write_parquet(path)
+    err = fails(path, rating=None, timestamp=None)
+    assert (err.row, err.column) == (2, "user") and "NUL" in str(err)
+
+
+def test_a_row_of_empty_fields_is_not_a_blank_line(tmp_path):
+    # ",," reads as nulls like an empty line does; it must be reported, not skipped
+    err = fails(write(tmp_path, "ratings.csv", "x,user,item\n1,2,3\n\n5,,\n"), rating=None, timestamp=None)
+    assert (err.line, err.column) == (4, "user") and "missing user id" in str(err)
+    err = fails(write(tmp_path, "r.dat", "1::2\n\n::\n"), has_header=False, rating=None, timestamp=None)
+    assert (err.line, err.column) == (3, "user")
+
+
+def test_leading_blank_lines_keep_line_numbers_right(tmp_path):
+    err = fails(write(tmp_path, "ratings.csv", "\n\n" + HEADER + "1,2,3,4\n1,2,x,4\n"))
+    assert err.line == 5
+
+
+def test_every_row_is_accounted_for(tmp_path):
+    data = read_interactions(write(tmp_path, "r.csv", HEADER + "1,2,3,4\n\n1,2,4,5\n3,4,5,6\n\n"))
+    assert data.meta["rows_read"] == 5
+    assert (len(data), data.meta["blank_lines_skipped"], data.meta["duplicates_dropped"]) == (2, 2, 1)
+
+
+# ---- file names are literal; compressed text ---------------------------------------------------
+def test_file_names_are_not_glob_patterns(tmp_path):
+    write(tmp_path, "rat1.csv", HEADER + "9,9,1,1\n8,8,1,1\n")
+    literal = write(tmp_path, "rat[1].csv", HEADER + "1,2,3,4\n")
+    assert rows(read_interactions(literal)) == [(1, 2, 3.0, 4)]
+    assert file_columns(literal) == ["user", "item", "rating", "timestamp"]
+    err = fails(tmp_path / "*.csv")
+    assert isinstance(err, FileNotFoundError)
+    pl.DataFrame({"user": [5], "item": [6]}).write_parquet(tmp_path / "p1.parquet")
+    pl.DataFrame({"u": [1], "i": [2]}).write_parquet(tmp_path / "p[1].parquet")
+    assert rows(read_interactions(tmp_path / "p[1].parquet", user="u", item="i", rating=None,
+                                  timestamp=None)) == [(1, 2)]
+
+
+@pytest.mark.parametrize("name", ["r.csv.gz", "r.tsv.gz", "r.csv.zst", "r.csv"])
+def test_compressed_text_is_read(tmp_path, name):
+    sep = "\t" if ".tsv" in name else ","
+    text = (HEADER + "1,2,3,4\n5,6,7,8\n").replace(",", sep).encode()
+    packed = pa.compress(text, codec="zstd", asbytes=True) if ".zst" in name else gzip.compress(text)
+    path = write(tmp_path, name, packed)  # "r.csv" holds gzip: the magic bytes decide
+    assert rows(read_interactions(path)) == [(1, 2, 3.0, 4), (5, 6, 7.0, 8)]
+    assert file_columns(path) == ["user", "item", "rating", "timestamp"]
+    assert list(tmp_path.iterdir()) == [path]  # the decompressed copy lived elsewhere and is gone
+
+
+def test_errors_in_compressed_text_name_the_file_and_line(tmp_path):
+    path = write(tmp_path, "ratings.csv.gz", gzip.compress((HEADER + "1,2,3,4\n1,3,abc,4\n").encode()))
+    assert str(fails(path)) == "ratings.csv.gz, line 3, column 'rating': not a number: 'abc'"
+    cut = write(tmp_path, "cut.csv.gz", gzip.compress((HEADER + "1,2,3,4\n" * 500).encode())[:-20])
+    assert "truncated or corrupt" in str(fails(cut))
+    empty = write(tmp_path, "empty.csv.gz", gzip.compress(b""))
+    assert "empty" in str(fails(empty))
+
+
+# ---- the helpers the CLI uses --------------------------------------------------------------------
+def test_file_columns(tmp_path):
+    assert file_columns(write(tmp_path, "r.tsv", "a\tb\n1\t2\n")) == ["a", "b"]
+    assert file_columns(write(tmp_path, "r.txt", "1;2;3\n"), has_header=False) == ["column 1", "column 2", "column 3"]
+    pq = tmp_path / "r.parquet"
+    pl.DataFrame({"x": [1], "y": [2]}).write_parquet(pq)
+    assert file_columns(pq) == ["x", "y"]
+    for bad, message in ((tmp_path / "none.csv", "no such file"), (tmp_path, "is a directory"),
+                         (write(tmp_path, "e.csv", b""), "the file is empty")):
+        with pytest.raises(DataError, match=message):
+            file_columns(bad)
+
+
+def test_read_columns(tmp_path):
+    path = write(tmp_path, "pairs.csv", "user,item,extra\n1,x,9\n\n2, y ,9\n1,x,9\n")
+    frame = read_columns(path, ["user", "item"])
+    assert frame.columns == ["user", "item"] and frame.rows() == [(1, "x"), (2, "y"), (1, "x")]
+    assert read_columns(path, ["item"])["item"].to_list() == ["x", "y", "x"]
+    with pytest.raises(DataError) as info:
+        read_columns(path, ["user", "itme"])
+    assert "did you mean 'item'?" in str(info.value)
+    bad = write(tmp_path, "users.csv", "user,x\n1,2\n\n,3\n")
+    with pytest.raises(DataError) as info:
+        read_columns(bad, ["user"])
+    assert str(info.value) == "users.csv, line 4, column 'user': missing value"
+    with pytest.raises(DataError, match="no data rows"):
+        read_columns(write(tmp_path, "h.csv", "user\n"), ["user"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from recotorch.errors import InputFileError
 
-class DataError(ValueError):
+
+class DataError(InputFileError):
     """A problem with input data, located as precisely as possible.
 
     `path` is the file (or URL), `line` the 1-based line in the file counting the header line
@@ -51,6 +53,10 @@ class DataError(ValueError):
         return (_rebuild, (type(self), self.path, self.message, self.line, self.column, self.row))
 
 
+class MissingFileError(DataError, FileNotFoundError):
+    """The input path does not exist (also a `FileNotFoundError`, for callers that catch that)."""
+
+
 class ChecksumError(DataError):
     """A downloaded or local archive does not have the expected checksum."""
 
@@ -74,24 +80,57 @@ def record_line(path: Path, record: int, *, sep: str, encoding: str = "utf-8") -
     """
     if len(sep) != 1 or not _contains(path, b'"'):
         return record + 1
-    with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
-        reader, prev = csv.reader(f, delimiter=sep), 0
-        for k, _ in enumerate(reader):
-            if k == record:
-                return prev + 1
-            prev = reader.line_num
+    try:
+        with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
+            reader, prev = csv.reader(f, delimiter=sep), 0
+            for k, _ in enumerate(reader):
+                if k == record:
+                    return prev + 1
+                prev = reader.line_num
+    except csv.Error:  # e.g. a field over csv.field_size_limit(): the line stays unknown
+        return None
     return None
+
+
+def blank_records(path: Path, n_records: int, *, sep: str, has_header: bool,
+                  encoding: str = "utf-8") -> list[int] | None:
+    """0-based data records (after the header) that are empty lines, as the CSV reader counts them.
+
+    Leading blank lines are skipped, as Polars skips them. Returns None when this count of
+    records disagrees with `n_records` (then no line can safely be called blank).
+    """
+    started, k, out = False, 0, []
+    try:
+        with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
+            reader = csv.reader(f, delimiter=sep) if len(sep) == 1 else (
+                [x] if x.strip("\r\n") else [] for x in f)
+            for record in reader:
+                if not started:
+                    if not record:
+                        continue
+                    started = True
+                    if has_header:
+                        continue
+                if not record:
+                    out.append(k)
+                k += 1
+    except csv.Error:
+        return None
+    return out if k == n_records else None
 
 
 def first_long_record(path: Path, n_fields: int, *, sep: str,
                       encoding: str = "utf-8") -> tuple[int, int] | None:
     """(line, number of fields) of the first record with more than `n_fields` fields."""
-    with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
-        reader, prev = csv.reader(f, delimiter=sep), 0
-        for record in reader:
-            if len(record) > n_fields:
-                return prev + 1, len(record)
-            prev = reader.line_num
+    try:
+        with Path(path).open(newline="", encoding=encoding, errors="replace") as f:
+            reader, prev = csv.reader(f, delimiter=sep), 0
+            for record in reader:
+                if len(record) > n_fields:
+                    return prev + 1, len(record)
+                prev = reader.line_num
+    except csv.Error:
+        return None
     return None
 
 

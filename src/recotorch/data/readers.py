@@ -2,39 +2,80 @@
 
 Everything is validated with whole-column Polars expressions; only when something is wrong
 do we go back for the first offending row, and report it as a `DataError` naming the file,
-line (1-based, counting the header) and column.
+line (1-based, counting the header) and column. Every refusal of a file is a `DataError`
+(a `recotorch.errors.InputFileError`): a missing path, a directory, an unreadable, empty,
+binary or corrupt file, a missing column (with the closest existing name suggested), or a
+bad value.
+
+File names are taken literally: `rat[1].csv` is that file, never a glob pattern. Text that
+is gzip- or zstd-compressed (`.gz`, `.zst`, or any name: the first bytes decide) is
+decompressed into a temporary file first, so errors still name a line.
+
+Values: ids must be present (no nulls, no blank strings, no NUL bytes); ratings must be
+finite numbers with |rating| <= `MAX_ABS_RATING` (1e9; anything beyond is a unit or parsing
+mistake, and would lose precision as float32), and inside `rating_range` when given;
+timestamps must be integer seconds or ISO date/times.
 
 Duplicate (user, item) rows: **the latest by timestamp is kept (the last in file order when
 there is no timestamp, or on a tie)**. The number dropped is logged at WARNING on the
-"recotorch" logger and kept in `Interactions.meta["duplicates_dropped"]`. Blank lines are
-skipped, logged and counted in `meta["blank_lines_skipped"]`. Nothing else is dropped.
+"recotorch" logger and kept in `Interactions.meta["duplicates_dropped"]`. Empty lines are
+skipped, logged and counted in `meta["blank_lines_skipped"]`. Nothing else is dropped:
+`meta["rows_read"]` (data records in the file) == len(result) + blank lines + duplicates.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import difflib
+import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from recotorch.data.errors import DataError, first_long_record, first_undecodable, record_line
+from recotorch.data.errors import (
+    DataError,
+    MissingFileError,
+    blank_records,
+    first_long_record,
+    first_undecodable,
+    record_line,
+)
 from recotorch.data.interactions import Interactions
+from recotorch.errors import OptionError
 
 log = logging.getLogger("recotorch")
 
-_SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t"}
+MAX_ABS_RATING = 1e9  # larger |rating| values are refused as absurd
+_SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET = {".parquet", ".pq"}
+_COMPRESSED_SUFFIXES = {".gz", ".gzip", ".zst", ".zstd"}
+_COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_FOREIGN_MAGIC = {b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
+                  b"7z\xbc\xaf\x27\x1c": "a 7-Zip archive", b"\x89HDF": "an HDF5 file", b"ARROW1": "an Arrow file"}
 _SNIFF_ORDER = ("\t", "::", ",", ";", "|", " ")
 _INT_ID = r"^-?(?:0|[1-9][0-9]{0,17})$"  # ints without leading zeros ("007" stays a string)
 _ROLE_NAMES = {"user": "user id", "item": "item id", "rating": "rating", "timestamp": "timestamp"}
 _TIME_HINT = "expected integer seconds since 1970 or an ISO date/time like 2024-01-31T12:00:00"
+_INT64_MAX = 2**63 - 1
+_PANIC = getattr(pl.exceptions, "PanicException", RuntimeError)  # a Polars bug on odd input
+
+
+@dataclass
+class _Source:
+    """A file to read: `path` as the user named it (every message names it), `file` what is read."""
+
+    path: Path
+    file: Path  # `path`, or a decompressed copy of it
+    parquet: bool
+    suffix: str  # the format suffix, compression suffix removed: "data.tsv.gz" -> ".tsv"
 
 
 @dataclass
@@ -47,6 +88,7 @@ class _Table:
     locate: Callable[[int], tuple[int | None, int | None]]  # record index -> (line, row)
     text: bool
     has_header: bool
+    blank: list[int]  # record indices of empty lines
 
 
 def read_interactions(
@@ -61,7 +103,7 @@ def read_interactions(
     rating_range: tuple[float, float] | None = None,
     encoding: str = "utf8",
 ) -> Interactions:
-    """Read a CSV/TSV/delimited-text or Parquet file of interactions.
+    """Read a CSV/TSV/delimited-text or Parquet file of interactions (text may be .gz/.zst).
 
     Columns are named by header name or 0-based position. Without a header, named columns
     are taken in the order user, item, rating, timestamp (skipping those set to None).
@@ -71,19 +113,19 @@ def read_interactions(
     value is not one) are kept as Int64, any others as strings. Timestamps may be integer
     epoch seconds or ISO date/times (converted to epoch seconds, UTC when no offset is given).
     Non-UTF-8 files (`encoding="latin1"`, ...) are transcoded in memory.
+    Raises `DataError` (naming file, line and column) for anything it cannot use.
 
     >>> data = read_interactions("ratings.csv", user="userId", item="movieId")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
     roles = {"user": user, "item": item, "rating": rating, "timestamp": timestamp}
     wanted = {role: col for role, col in roles.items() if col is not None}
-    if path.suffix.lower() in _PARQUET:
-        table = _read_parquet(path, wanted)
-    else:
-        table = _read_text(path, wanted, sep=sep, has_header=has_header, encoding=encoding)
-    frame, blank = _validate(table, rating_range)
+    checks = {"user": _check_ids, "item": _check_ids,
+              "rating": lambda s: _check_rating(s, rating_range), "timestamp": _check_timestamp}
+    with _open_source(path) as src:
+        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
+        frame, blank = _validate(table, {role: checks[role] for role in wanted})
+    rows_read = table.frame.height
     frame, dropped = drop_duplicates(frame)
     if dropped:
         log.warning("%s: dropped %d duplicate (user, item) rows, keeping the latest by "
@@ -91,9 +133,119 @@ def read_interactions(
     inter = Interactions.from_frame(
         frame, rating="rating" if "rating" in frame.columns else None,
         timestamp="timestamp" if "timestamp" in frame.columns else None, source=str(path))
-    meta = {"origin": f"file {path}", "path": str(path), "duplicates_dropped": dropped,
-            "blank_lines_skipped": blank}
+    meta = {"origin": f"file {path}", "path": str(path), "rows_read": rows_read,
+            "duplicates_dropped": dropped, "blank_lines_skipped": blank}
     return replace(inter, meta=meta)
+
+
+def file_columns(path: str | Path, *, sep: str | None = None, has_header: bool = True,
+                 encoding: str = "utf8") -> list[str]:
+    """Column names of a CSV/TSV/delimited-text (.gz/.zst too) or Parquet file; reads no rows.
+
+    Without a header the names are "column 1", "column 2", ... Raises `DataError`.
+    """
+    path = Path(path)
+    with _open_source(path) as src:
+        if src.parquet:
+            return list(_parquet_schema(src))
+        head = _text_head(src, encoding)
+        return _header(src, head, sep, has_header)[0]
+
+
+def read_columns(path: str | Path, columns: Sequence[str | int], *, sep: str | None = None,
+                 has_header: bool = True, encoding: str = "utf8") -> pl.DataFrame:
+    """Id columns (users of a pairs or users file) as a DataFrame named as in the file.
+
+    Each column is checked like the ids of `read_interactions`: no missing or blank values,
+    no NUL bytes; Int64 when every value looks like an integer, else stripped strings. Rows
+    stay in file order (no de-duplication); empty lines are skipped and logged. Raises
+    `DataError` naming file, line and column.
+    """
+    path = Path(path)
+    if not columns:
+        raise OptionError("columns", "name at least one column")
+    wanted = {f"c{k}": col for k, col in enumerate(columns)}
+    with _open_source(path) as src:
+        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
+        frame, _ = _validate(table, {role: _check_ids for role in wanted})
+    frame.columns = [table.names[role] for role in wanted]
+    return frame
+
+
+# ---- opening: existence, type, compression -------------------------------------------------
+@contextmanager
+def _open_source(path: Path) -> Iterator[_Source]:
+    """Check that `path` is a readable, non-empty file; decompress it when gzip/zstd."""
+    magic = _first_bytes(path)
+    suffix = _format_suffix(path)
+    codec = next((name for m, name in _COMPRESSION_MAGIC.items() if magic.startswith(m)), None)
+    if codec is None:
+        yield _Source(path, path, _is_parquet(path, magic, suffix), suffix)
+        return
+    with tempfile.TemporaryDirectory(prefix="recotorch-read-") as tmp:
+        plain = Path(tmp) / "decompressed"
+        _decompress(path, plain, codec)
+        if plain.stat().st_size == 0:
+            raise DataError(path, f"the file is empty (after {codec} decompression)")
+        with plain.open("rb") as f:
+            inner = f.read(8)
+        yield _Source(path, plain, _is_parquet(path, inner, suffix), suffix)
+
+
+def _first_bytes(path: Path) -> bytes:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise MissingFileError(path, "no such file") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise DataError(path, "is a directory, not a file")
+    if not path.is_file():
+        raise DataError(path, "is not a regular file")
+    if info.st_size == 0:
+        raise DataError(path, "the file is empty")
+    try:
+        with path.open("rb") as f:
+            return f.read(8)
+    except OSError as exc:
+        raise DataError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _format_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _is_parquet(path: Path, magic: bytes, suffix: str) -> bool:
+    if magic.startswith(b"PAR1") or suffix in _PARQUET:
+        return True
+    for m, what in _FOREIGN_MAGIC.items():
+        if magic.startswith(m):
+            raise DataError(path, f"is {what}, not delimited text or Parquet; recotorch reads CSV/TSV "
+                            "(plain, .gz or .zst) and Parquet")
+    return False
+
+
+def _decompress(path: Path, out: Path, codec: str) -> None:
+    import pyarrow as pa  # only for compressed input
+
+    try:
+        with path.open("rb") as raw, pa.input_stream(raw, compression=codec) as stream, out.open("wb") as dst:
+            while chunk := stream.read(1 << 22):
+                dst.write(chunk)
+    except (OSError, pa.ArrowException) as exc:
+        if out.exists() and isinstance(exc, OSError) and exc.errno is not None:
+            raise DataError(path, f"cannot decompress into a temporary file: {exc.strerror}") from None
+        raise DataError(path, f"the {codec} data is truncated or corrupt ({str(exc).splitlines()[0]})") from None
+
+
+def _load(src: _Source, wanted: dict, *, sep: str | None, has_header: bool, encoding: str) -> _Table:
+    if src.parquet:
+        return _read_parquet(src, wanted)
+    return _read_text(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
 
 
 def write_interactions(interactions: Interactions, path: str | Path) -> Path:
@@ -152,58 +304,103 @@ def _pair_key(frame: pl.DataFrame) -> pl.Expr:
 
 
 # ---- text ----------------------------------------------------------------------------------
-def _read_text(path: Path, wanted: dict, *, sep: str | None, has_header: bool,
-               encoding: str) -> _Table:
-    codec = codecs.lookup(encoding).name
-    if path.stat().st_size == 0:
-        raise DataError(path, "the file is empty")
-    with path.open("rb") as f:
+def _text_head(src: _Source, encoding: str) -> tuple[str, str, int]:
+    """(codec name, the first 64 KiB decoded, number of blank lines before the first record)."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise OptionError("encoding", f"unknown text encoding {encoding!r}") from None
+    with src.file.open("rb") as f:
         head_bytes = f.read(1 << 16)
+    if b"\x00" in head_bytes and "\x00".encode(codec) == b"\x00":
+        line = head_bytes.count(b"\n", 0, head_bytes.index(b"\x00")) + 1
+        raise DataError(src.path, "holds a NUL byte: a binary file, not delimited text", line=line)
     head = head_bytes.decode(codec, errors="replace").lstrip("\ufeff")
     if not head.strip():
-        raise DataError(path, "the file holds only blank lines")
-    sep = sep or _SEP_BY_SUFFIX.get(path.suffix.lower()) or _sniff(path, head)
-    first = next(line for line in head.split("\n") if line.strip()).rstrip("\r")
-    fields = next(csv.reader([first], delimiter=sep)) if len(sep) == 1 else first.split(sep)
+        raise DataError(src.path, "the file holds only blank lines")
+    lead = 0
+    for line in head.split("\n"):
+        if line.strip("\r"):
+            break
+        lead += 1
+    return codec, head, lead
+
+
+def _header(src: _Source, head_info: tuple[str, str, int], sep: str | None,
+            has_header: bool) -> tuple[list[str], str, int]:
+    """(column names, separator, number of fields) from the first record."""
+    _, head, lead = head_info
+    if sep == "":
+        raise OptionError("sep", "the separator cannot be empty")
+    sep = sep or _SEP_BY_SUFFIX.get(src.suffix) or _sniff(src.path, head)
+    rest = "\n".join(head.split("\n")[lead:])
+    if len(sep) == 1:
+        try:
+            fields = next(csv.reader(io.StringIO(rest, newline=""), delimiter=sep), [])
+        except csv.Error as exc:
+            raise DataError(src.path, f"cannot read the first line: {exc}", line=lead + 1) from None
+    else:
+        fields = rest.split("\n", 1)[0].rstrip("\r").split(sep)
+    names = fields if has_header else [f"column {k + 1}" for k in range(len(fields))]
+    return names, sep, len(fields)
+
+
+def _read_text(src: _Source, wanted: dict, *, sep: str | None, has_header: bool,
+               encoding: str) -> _Table:
+    path, file = src.path, src.file
+    head_info = _text_head(src, encoding)
+    codec, lead = head_info[0], head_info[2]
+    fields, sep, n_fields = _header(src, head_info, sep, has_header)
     header = fields if has_header else None
-    positions = _positions(path, wanted, header, len(fields))
+    positions = _positions(path, wanted, header, n_fields)
     names = {role: header[pos] if header else (wanted[role] if isinstance(wanted[role], str)
                                                else f"column {pos + 1}")
              for role, pos in positions.items()}
-    source: str | bytes = str(path)
-    locate = lambda rec: (record_line(path, rec + has_header, sep=sep, encoding=codec), None)  # noqa: E731
+    source: str | bytes = str(file)
+    skip = lead + has_header
+    locate = lambda rec: (record_line(file, rec + skip, sep=sep, encoding=codec), None)  # noqa: E731
     try:
         if codec != "utf-8":  # Polars reads UTF-8 only: transcode in memory
-            source = path.read_bytes().decode(codec).encode("utf-8")
+            source = file.read_bytes().decode(codec).encode("utf-8")
         if len(sep) == 1:
-            frame = _read_delimited(source, sep, header, len(fields), positions)
+            frame = _read_delimited(path, source, sep, header, n_fields, positions)
         else:
-            frame = _read_multichar(path, source, sep, has_header, positions, len(fields), locate)
-    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-        raise _diagnose(path, codec, encoding, sep, header, len(fields), names, positions, exc) from None
-    return _Table(path, frame, names, locate, text=True, has_header=has_header)
+            frame = _read_multichar(path, source, sep, has_header, positions, n_fields, locate)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError, _PANIC) as exc:
+        raise _diagnose(src, codec, encoding, sep, header, n_fields, names, positions, exc) from None
+    blank: list[int] = []
+    all_null = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b"))["b"] if frame.width else None
+    if all_null is not None and all_null.any():
+        # Both an empty line and ",,," read as nulls: only the CSV module's view of the raw
+        # lines tells them apart. If it counts records differently, no line is called blank.
+        blank = blank_records(file, frame.height, sep=sep, has_header=has_header, encoding=codec) or []
+        blank = [k for k in blank if all_null[k]]
+    return _Table(path, frame, names, locate, text=True, has_header=has_header, blank=blank)
 
 
-def _read_delimited(source: str | bytes, sep: str, header: list[str] | None, n_fields: int,
+def _read_delimited(path: Path, source: str | bytes, sep: str, header: list[str] | None, n_fields: int,
                     positions: dict) -> pl.DataFrame:
     """Read typed when the first rows say the values are plain numbers, else as text.
 
     Typed reading needs about half the memory; a value that does not parse sends us back
-    to reading text, where validation finds and names it.
+    to reading text, where validation finds and names it. Columns are taken by position, so
+    repeated or empty header names do not matter.
     """
+    role_at = {pos: role for role, pos in positions.items()}
+
     def read(dtypes: dict, n_rows: int | None = None) -> pl.DataFrame:
-        if header is not None:
-            frame = pl.read_csv(source, separator=sep, columns=list(positions.values()),
-                                schema_overrides={header[positions[r]]: t for r, t in dtypes.items()},
-                                infer_schema=False, n_rows=n_rows)
-        else:
-            schema = {f"_{i}": pl.String for i in range(n_fields)}
-            schema.update({f"_{positions[r]}": t for r, t in dtypes.items()})
-            frame = (pl.scan_csv(source, separator=sep, has_header=False, schema=schema,
-                                 n_rows=n_rows).select(f"_{p}" for p in positions.values()).collect())
+        overrides = [dtypes.get(role_at.get(k), pl.String) for k in range(n_fields)]
+        frame = pl.read_csv(source, separator=sep, has_header=header is not None,
+                            columns=list(positions.values()), schema_overrides=overrides,
+                            infer_schema=False, n_rows=n_rows, glob=False)
         frame.columns = list(positions)
         return frame
 
+    if header is not None:  # the CSV module and Polars must agree on where the fields are
+        width = pl.read_csv(source, separator=sep, n_rows=0, infer_schema=False, glob=False).width
+        if width != n_fields:
+            raise DataError(path, f"the header reads as {n_fields} fields here but {width} to Polars "
+                            "(a quote or line break inside it?)", line=1)
     sample = read({}, n_rows=1000)
     dtypes = {role: _sample_dtype(role, sample[role]) for role in positions}
     if any(dtype != pl.String for dtype in dtypes.values()):
@@ -216,7 +413,7 @@ def _read_delimited(source: str | bytes, sep: str, header: list[str] | None, n_f
 
 def _sample_dtype(role: str, s: pl.Series) -> pl.DataType:
     s = s.drop_nulls()
-    if role in ("user", "item"):
+    if role not in ("rating", "timestamp"):  # ids
         return pl.Int64 if s.str.contains(_INT_ID).all() else pl.String
     target = pl.Float64 if role == "rating" else pl.Int64
     return target if s.cast(target, strict=False).null_count() == 0 else pl.String
@@ -226,6 +423,8 @@ def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int
     """0-based field position of each role."""
     out: dict[str, int] = {}
     for k, (role, col) in enumerate(wanted.items()):
+        if isinstance(col, bool) or not isinstance(col, (int, str)):
+            raise OptionError(role, f"a column is a name or a 0-based position, not {col!r}")
         if isinstance(col, int):
             pos = col
         elif header is None:
@@ -233,17 +432,31 @@ def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int
         elif col in header:
             pos = header.index(col)
         else:
-            hint = f", or {role}=None if there is none" if role in ("rating", "timestamp") else ""
-            raise DataError(path, f"no column {col!r} (the columns are {', '.join(map(repr, header))});"
-                            f" pass {role}=<column name>{hint}", line=1, column=col)
+            raise DataError(path, _no_column(role, col, header), line=1, column=col)
         if not 0 <= pos < n_fields:
             what = "the header has" if header else "the first line has"
-            raise DataError(path, f"{role} is column {pos + 1}, but {what} {n_fields} field(s)",
+            label = role if role in _ROLE_NAMES else "the column"
+            raise DataError(path, f"{label} is column {pos + 1}, but {what} {n_fields} field(s)",
                             line=1, column=col if isinstance(col, str) else None)
         if pos in out.values():
-            raise ValueError(f"two roles read the same column {col!r}")
+            other = next(r for r, p in out.items() if p == pos)
+            raise OptionError(role, f"reads the same column ({col!r}) as {other}")
         out[role] = pos
     return out
+
+
+def _no_column(role: str, col: str, header: Sequence[str]) -> str:
+    """'no column ...' with the closest existing name and, for optional roles, how to do without."""
+    by_case = [h for h in header if h.strip().lower() == col.strip().lower()]
+    close = by_case or difflib.get_close_matches(col, list(header), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    shown = ", ".join(map(repr, header[:30])) + (", ..." if len(header) > 30 else "")
+    if role in _ROLE_NAMES:
+        none = f", or {role}=None if there is none" if role in ("rating", "timestamp") else ""
+        hint += f"pass {role}=<column name>{none}"
+    else:
+        hint = hint.rstrip()
+    return f"no column {col!r} (the columns are {shown}){'; ' + hint if hint else ''}"
 
 
 def _sniff(path: Path, head: str) -> str:
@@ -264,7 +477,7 @@ def _read_multichar(path: Path, source: str | bytes, sep: str, has_header: bool,
                     positions: dict, n_fields: int, locate: Callable) -> pl.DataFrame:
     """Separators like "::" (MovieLens .dat): read whole lines, split with a string kernel."""
     lines = pl.read_csv(source, separator="\x1f", has_header=False, quote_char=None,
-                        infer_schema=False, new_columns=["_line"])["_line"]
+                        infer_schema=False, new_columns=["_line"], glob=False)["_line"]
     if has_header:
         lines = lines.slice(1)
     extra = (lines.str.count_matches(sep, literal=True) > n_fields - 1).fill_null(False)
@@ -275,14 +488,15 @@ def _read_multichar(path: Path, source: str | bytes, sep: str, has_header: bool,
                         line=locate(rec)[0])
     parts = lines.str.split_exact(sep, n_fields - 1).struct.unnest()
     cols = parts.columns
-    return parts.select(pl.when(pl.col(cols[pos]) != "").then(pl.col(cols[pos])).alias(role)
-                        for role, pos in positions.items())
+    return parts.select(pl.when(pl.col(cols[pos]).str.strip_chars("\r") != "").then(pl.col(cols[pos]))
+                        .alias(role) for role, pos in positions.items())
 
 
-def _diagnose(path: Path, codec: str, encoding: str, sep: str, header: list[str] | None,
-              n_fields: int, names: dict, positions: dict, exc: Exception) -> DataError:
+def _diagnose(src: _Source, codec: str, encoding: str, sep: str, header: list[str] | None,
+              n_fields: int, names: dict, positions: dict, exc: BaseException) -> DataError:
     """After a failed read: name the first undecodable byte, or overlong record, by line."""
-    if found := first_undecodable(path, codec):
+    path, file = src.path, src.file
+    if found := first_undecodable(file, codec):
         line, byte, prefix = found
         field = prefix.count(sep.encode()) if b'"' not in prefix else -1
         by_pos = {pos: names[role] for role, pos in positions.items()}
@@ -290,44 +504,55 @@ def _diagnose(path: Path, codec: str, encoding: str, sep: str, header: list[str]
         hint = ' (is it Latin-1? pass encoding="latin1")' if codec == "utf-8" else ""
         return DataError(path, f"cannot decode byte 0x{byte:02x} as {encoding!r}{hint}",
                          line=line, column=column)
-    if len(sep) == 1 and (long := first_long_record(path, n_fields, sep=sep, encoding=codec)):
+    if len(sep) == 1 and (long := first_long_record(file, n_fields, sep=sep, encoding=codec)):
         what = "the header has" if header else "the first line has"
         return DataError(path, f"{long[1]} fields, but {what} {n_fields}", line=long[0])
-    return DataError(path, f"cannot be read as {sep!r}-separated text: {str(exc).splitlines()[0]}")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(path, f"cannot be read as {sep!r}-separated text: {first}")
 
 
 # ---- parquet -------------------------------------------------------------------------------
-def _read_parquet(path: Path, wanted: dict) -> _Table:
+def _parquet_schema(src: _Source) -> pl.Schema:
     try:
-        schema = list(pl.read_parquet_schema(path))
-    except Exception as exc:
-        raise DataError(path, f"not a readable Parquet file ({exc})") from None
-    positions = _positions(path, wanted, schema, len(schema))
+        return pl.scan_parquet(src.file, glob=False).collect_schema()
+    except (Exception, _PANIC) as exc:
+        raise DataError(src.path, f"not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _read_parquet(src: _Source, wanted: dict) -> _Table:
+    schema = list(_parquet_schema(src))
+    positions = _positions(src.path, wanted, schema, len(schema))
     names = {role: schema[pos] for role, pos in positions.items()}
-    frame = pl.read_parquet(path, columns=list(names.values()))
+    try:
+        frame = pl.read_parquet(src.file, columns=list(names.values()), glob=False)
+    except (Exception, _PANIC) as exc:
+        raise DataError(src.path, f"corrupt Parquet data ({_first_line(exc)})") from None
     frame.columns = list(names)
-    return _Table(path, frame, names, lambda rec: (None, rec + 1), text=False, has_header=False)
+    return _Table(src.path, frame, names, lambda rec: (None, rec + 1), text=False, has_header=False,
+                  blank=[])
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 # ---- validation ----------------------------------------------------------------------------
-def _validate(t: _Table, rating_range: tuple[float, float] | None) -> tuple[pl.DataFrame, int]:
-    """Typed, checked columns user, item[, rating][, timestamp]; the number of blank lines."""
-    frame, blank = t.frame, 0
-    if t.text and frame.height:
-        is_blank = pl.all_horizontal(pl.col(c).is_null() for c in frame.columns)
-        blank = frame.select(is_blank.sum()).item()
-        if blank:
-            frame = frame.with_row_index("_rec").filter(~is_blank)
-            log.warning("%s: skipped %d blank line(s)", t.path.name, blank)
+Check = Callable[[pl.Series], tuple[pl.Series, "tuple[int, str] | None"]]
+
+
+def _validate(t: _Table, checks: dict[str, Check]) -> tuple[pl.DataFrame, int]:
+    """Typed, checked columns (one per role, in `checks` order); the number of blank lines."""
+    frame, blank = t.frame, len(t.blank)
+    if blank:
+        keep = np.ones(frame.height, dtype=bool)
+        keep[t.blank] = False
+        frame = frame.with_row_index("_rec").filter(pl.Series(keep))
+        log.warning("%s: skipped %d blank line(s)", t.path.name, blank)
     if frame.height == 0:
         raise DataError(t.path, "no data rows" + (" after the header" if t.has_header else ""))
     problems: list[tuple[int, str, str]] = []  # (row, role, message)
     cleaned: dict[str, pl.Series] = {}
-    for role in ("user", "item", "rating", "timestamp"):
-        if role not in frame.columns:
-            continue
-        check = {"rating": lambda s: _check_rating(s, rating_range),
-                 "timestamp": _check_timestamp}.get(role, _check_ids)
+    for role, check in checks.items():
         try:
             series, problem = check(frame[role].alias(role))
         except TypeError as exc:
@@ -352,12 +577,17 @@ def _first(mask: pl.Series) -> int | None:
 
 
 def _check_ids(s: pl.Series) -> tuple[pl.Series, tuple[int, str] | None]:
-    what = _ROLE_NAMES[s.name]
+    what = _ROLE_NAMES.get(s.name, "value")
     if s.dtype in (pl.Categorical, pl.Enum):
         s = s.cast(pl.String)
+    if s.dtype == pl.Null:
+        return s, (0, f"missing {what}")
     if s.dtype.is_integer():
-        bad = _first(s.is_null())
-        return s.cast(pl.Int64), None if bad is None else (bad, f"missing {what}")
+        if (bad := _first(s.is_null())) is not None:
+            return s, (bad, f"missing {what}")
+        if s.dtype == pl.UInt64 and (bad := _first(s > _INT64_MAX)) is not None:
+            return s, (bad, f"{what} {s[bad]} is too large for a 64-bit id")
+        return s.cast(pl.Int64), None
     if s.dtype != pl.String:
         raise TypeError(f"{what}s must be integers or strings, not {s.dtype}")
     if (bad := _first(s.is_null())) is not None:
@@ -367,6 +597,8 @@ def _check_ids(s: pl.Series) -> tuple[pl.Series, tuple[int, str] | None]:
     stripped = s.str.strip_chars()
     if (bad := _first(stripped.str.len_bytes() == 0)) is not None:
         return s, (bad, f"missing {what} (blank)")
+    if (bad := _first(s.str.contains("\x00", literal=True))) is not None:
+        return s, (bad, f"{what} holds a NUL byte")
     if stripped.str.contains(_INT_ID).all():
         return stripped.cast(pl.Int64), None
     return stripped, None
@@ -379,13 +611,15 @@ def _check_rating(s: pl.Series, rating_range: tuple[float, float] | None):
         if (r.is_null() & s.is_not_null()).any():
             r = s.str.strip_chars().cast(pl.Float64, strict=False)
         if (bad := _first((r.is_null() & s.is_not_null()).fill_null(False))) is not None:
-            return r, (bad, f"not a number: {s[bad]!r}")
+            return r, (bad, f"not a number: {_shown(s[bad])}")
     elif s.dtype.is_numeric() or s.dtype == pl.Boolean:
         r = s.cast(pl.Float64)
+    elif s.dtype == pl.Null:
+        return s, (0, "missing rating")
     else:
         raise TypeError(f"ratings must be numbers, not {s.dtype}")
     r = r.alias("rating")
-    bad_mask = ~r.is_finite()
+    bad_mask = ~r.is_finite() | (r.abs() > MAX_ABS_RATING)
     if rating_range is not None:
         lo, hi = rating_range
         bad_mask = bad_mask | (r < lo) | (r > hi)
@@ -394,12 +628,19 @@ def _check_rating(s: pl.Series, rating_range: tuple[float, float] | None):
     value = r[bad]
     if value is None:
         return r, (bad, "missing rating (empty field)")
-    shown = f": {raw[bad]!r}" if raw.dtype == pl.String else ""
+    shown = f": {_shown(raw[bad])}" if raw.dtype == pl.String else ""
     if value != value:
         return r, (bad, f"rating is NaN{shown}")
     if value in (float("inf"), float("-inf")):
         return r, (bad, f"rating is not a finite number{shown or f': {value}'}")
+    if abs(value) > MAX_ABS_RATING:
+        return r, (bad, f"rating {value:g} is absurd (recotorch refuses |rating| > {MAX_ABS_RATING:g})")
     return r, (bad, f"rating {value:g} is outside rating_range {rating_range}")
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_timestamp(s: pl.Series):
@@ -408,18 +649,26 @@ def _check_timestamp(s: pl.Series):
         if (t.is_null() & s.is_not_null()).any():
             t = _parse_times(s)
         if (bad := _first((t.is_null() & s.is_not_null()).fill_null(False))) is not None:
-            return t, (bad, f"not a timestamp: {s[bad]!r} ({_TIME_HINT})")
+            return t, (bad, f"not a timestamp: {_shown(s[bad])} ({_TIME_HINT})")
+    elif s.dtype == pl.UInt64:
+        if (bad := _first((s > _INT64_MAX).fill_null(False))) is not None:
+            return s, (bad, f"timestamp {s[bad]} is out of range")
+        t = s.cast(pl.Int64)
     elif s.dtype.is_integer():
         t = s.cast(pl.Int64)
     elif s.dtype.is_float():
         whole = (s == s.floor()) & s.is_finite()
         if (bad := _first((~whole & s.is_not_null()).fill_null(False))) is not None:
             return s, (bad, f"timestamp {s[bad]} is not whole seconds")
+        if (bad := _first((s.abs() >= 2.0**63).fill_null(False))) is not None:
+            return s, (bad, f"timestamp {s[bad]:g} is out of range")
         t = s.cast(pl.Int64)
     elif s.dtype == pl.Date:
         t = s.cast(pl.Datetime("ms")).dt.epoch("s")
     elif isinstance(s.dtype, pl.Datetime):
         t = s.dt.epoch("s")
+    elif s.dtype == pl.Null:
+        return s, (0, "missing timestamp")
     else:
         raise TypeError(f"timestamps must be integers or date/times, not {s.dtype}")
     t = t.alias("timestamp")
