@@ -87,8 +87,9 @@ def test_path_to_the_zip_is_verified(ml100k_zip, monkeypatch, tmp_path):
     serve(monkeypatch, "ml-100k", ml100k_zip, sha="0" * 64)
     with pytest.raises(ChecksumError, match=r"sha256 is .*, expected 0000"):
         datasets.load("ml-100k", path=ml100k_zip)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="nowhere: no such file or directory") as info:
         datasets.load("ml-100k", path=tmp_path / "nowhere")
+    assert isinstance(info.value, FileNotFoundError)
 
 
 # ---- (2) RECOTORCH_DATA_DIR -------------------------------------------------------------------------

@@ -176,8 +176,27 @@ def test_not_a_movielens_directory(tmp_path):
         load_movielens(tmp_path)
     with pytest.raises(ValueError, match="unknown MovieLens layout"):
         load_movielens(make_20m(tmp_path / "x"), layout="ml-5m")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="missing: no such directory") as info:
         load_movielens(tmp_path / "missing")
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(DataError, match="is a file, not a MovieLens directory"):
+        load_movielens(tmp_path / "notes.txt")
+
+
+def test_directory_names_are_not_glob_patterns(tmp_path):
+    make_20m(tmp_path / "ml1")
+    (tmp_path / "ml1" / "movies.csv").write_bytes(b"movieId,title,genres\n9,Other (2000),Drama\n")
+    root = make_20m(tmp_path / "ml[1]")
+    data = load_movielens(root)
+    assert len(data) == 3 and item(data, 2)["title"] == "Jumanji"  # not ml1's movies.csv
+
+
+def test_an_unreadable_side_file_is_a_data_error(tmp_path):
+    root = make_20m(tmp_path / "ml-25m")
+    (root / "movies.csv").unlink()
+    (root / "movies.csv").mkdir()
+    with pytest.raises(DataError, match=r"movies\.csv"):
+        load_movielens(root)
 
 
 def test_layout_must_match_the_files(tmp_path, ml100k_dir):

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import polars as pl
 
-from recotorch.data.errors import ChecksumError, DataError, DownloadError
+from recotorch.data.errors import ChecksumError, DataError, DownloadError, MissingFileError
 from recotorch.data.interactions import Interactions
 from recotorch.data.movielens import detect_layout, find_root, load_movielens
 from recotorch.data.readers import read_interactions
+from recotorch.errors import OptionError
 
 log = logging.getLogger("recotorch")
 
@@ -112,7 +113,7 @@ def load(name: str, *, path: str | Path | None = None, cache_dir: str | Path | N
      ml-100k.zip (sha256 verified) on 2025-01-01 10:00 UTC)'
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        raise OptionError("name", f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     info = DATASETS[name]
     if path is not None:
         return _load_local(info, Path(path).expanduser())
@@ -149,7 +150,7 @@ def _load_local(info: Dataset, path: Path) -> Interactions:
     if path.is_dir():
         return _labelled(_read_dir(path, info), info, f"local copy {path}")
     if not path.is_file():
-        raise FileNotFoundError(f"no such file or directory: {path}")
+        raise MissingFileError(path, "no such file or directory")
     if not zipfile.is_zipfile(path):
         raise DataError(path, "expected a directory or the publisher's .zip archive")
     verified = _verify(info, *_digests(path), where=path)
@@ -224,10 +225,18 @@ def _read_dir(root: Path, info: Dataset) -> Interactions:
     root = find_root(root)
     if (root / "interactions.parquet").is_file():  # a converted copy (the RecBole fallback)
         data = read_interactions(root / "interactions.parquet", rating_range=(1, 5))
-        return data.with_features(
-            user_features=pl.read_parquet(root / "user_features.parquet"),
-            item_features=pl.read_parquet(root / "item_features.parquet"))
+        return data.with_features(user_features=_features(root / "user_features.parquet"),
+                                  item_features=_features(root / "item_features.parquet"))
     return load_movielens(root, layout=info.name)
+
+
+def _features(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path, glob=False)
+    except FileNotFoundError:
+        raise DataError(path, "missing from the converted dataset") from None
+    except Exception as exc:  # Polars and Arrow errors, OSError
+        raise DataError(path, f"not a readable Parquet file ({(str(exc).splitlines() or ['?'])[0]})") from None
 
 
 def _labelled(data: Interactions, info: Dataset, origin: str) -> Interactions:

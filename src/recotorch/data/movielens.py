@@ -21,9 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from recotorch.data.errors import DataError
+from recotorch.data.errors import DataError, MissingFileError
 from recotorch.data.interactions import Interactions
 from recotorch.data.readers import read_interactions
+from recotorch.errors import OptionError
 
 # Release name -> layout family.
 LAYOUTS: dict[str, str] = {
@@ -71,7 +72,8 @@ def find_root(root: str | Path) -> Path:
     """`root`, or its only sub-directory when the files sit one level down (as unzipped)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"no such directory: {root}")
+        raise (DataError(root, "is a file, not a MovieLens directory") if root.exists()
+               else MissingFileError(root, "no such directory"))
     if any((root / m).is_file() for m in _MARKERS):
         return root
     subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
@@ -90,7 +92,7 @@ def load_movielens(root: str | Path, layout: str | None = None) -> Interactions:
     """
     root = find_root(root)
     if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown MovieLens layout {layout!r}; one of {sorted(LAYOUTS)}")
+        raise OptionError("layout", f"unknown MovieLens layout {layout!r}; one of {sorted(LAYOUTS)}")
     family = detect_layout(root)
     if layout is not None and LAYOUTS[layout] != family:
         raise DataError(root, f"holds the {family} layout, not that of {layout}")
@@ -105,7 +107,7 @@ def _load_100k(root: Path) -> Interactions:
     data = read_interactions(root / "u.data", sep="\t", has_header=False, rating_range=(1, 5))
     items = _items_100k(root)
     users = _parse(root / "u.user", lambda: pl.read_csv(
-        root / "u.user", separator="|", has_header=False, quote_char=None,
+        root / "u.user", separator="|", has_header=False, quote_char=None, glob=False,
         schema={"id": pl.Int64, "age": pl.Int64, "gender": pl.String,
                 "occupation": pl.String, "zip": pl.String}))
     return data.with_features(user_features=users, item_features=items)
@@ -115,7 +117,10 @@ def _items_100k(root: Path) -> pl.DataFrame:
     path = root / "u.item"
     genres = ML100K_GENRES
     if (root / "u.genre").is_file():
-        lines = (root / "u.genre").read_text(encoding="latin-1").splitlines()
+        try:
+            lines = (root / "u.genre").read_text(encoding="latin-1").splitlines()
+        except OSError as exc:
+            raise DataError(root / "u.genre", f"cannot be read: {exc.strerror or exc}") from None
         genres = tuple(line.split("|")[0] for line in lines if line.strip())
 
     def parse() -> pl.DataFrame:
@@ -159,7 +164,7 @@ def _load_csv(root: Path) -> Interactions:
                              rating_range=(0.5, 5))
     path = root / "movies.csv"
     items = _parse(path, lambda: pl.read_csv(
-        path, schema_overrides={"movieId": pl.Int64}, infer_schema=False).select(
+        path, schema_overrides={"movieId": pl.Int64}, infer_schema=False, glob=False).select(
         pl.col("movieId").alias("id"), *_title_year(pl.col("title")), _genre_list("genres")))
     return data.with_features(item_features=items)
 
@@ -223,5 +228,7 @@ def _parse(path: Path, build: Callable[[], pl.DataFrame]) -> pl.DataFrame:
         raise DataError(path, "missing from the MovieLens directory")
     try:
         return build()
-    except pl.exceptions.PolarsError as exc:
-        raise DataError(path, f"cannot be parsed: {str(exc).splitlines()[0]}") from None
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot be parsed: {(str(exc).splitlines() or ['?'])[0]}") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read: {exc.strerror or exc}") from None

@@ -533,6 +533,8 @@ def _read_parquet(src: _Source, wanted: dict) -> _Table:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, _PANIC):  # a Rust panic message says nothing useful to the user
+        return "the Parquet reader failed on it"
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
