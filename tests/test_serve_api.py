@@ -20,6 +20,7 @@ from recotorch.serve.app import create_app
 from recotorch.serve.recommender import Recommender
 from tests.helpers.synthetic import toy_catalogue
 
+TOKEN = "test-token"
 FOLDIN = importlib.util.find_spec("recotorch.models.foldin") is not None
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,8 +39,8 @@ def client(model_dir, tmp_path_factory):
     store = tmp_path_factory.mktemp("store") / "feedback.db"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        app = create_app(model_dir, store_url=f"sqlite:///{store}", models_root=model_dir.parent)
-    with TestClient(app) as c:
+        app = create_app(model_dir, store_url=f"sqlite:///{store}", models_root=model_dir.parent, admin_token=TOKEN)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         yield c
     torch.set_num_threads(threads)
 
@@ -205,6 +206,175 @@ def test_feedback_is_stored(client):
     frame = client.app.state.server.store.read()
     last = frame.row(-1, named=True)
     assert (last["user"], last["item"], last["rating"], last["timestamp"]) == ("new-user", 3, 4.5, 1714564800)
+    assert got.json()["event"] == {"user": "new-user", "item": "3", "value": 4.5, "time": 1714564800.0,
+                                   "event_id": None}
+
+
+@pytest.mark.parametrize("body, where", [
+    ({"user": 1, "item": 2, "value": True}, "value"),  # a boolean is not a rating
+    ({"user": 1, "item": 2, "value": "4"}, "value"),
+    ({"user": 1, "item": 2, "value": 1e9}, "value"),  # finite, but outside the model's rating range
+    ({"user": 1, "item": 2, "value": -0.5}, "value"),
+    ({"user": 1, "item": 2, "value": 4, "time": True}, "time"),
+    ({"user": 1, "item": 2, "value": 4, "time": -1}, "time"),
+    ({"user": 1, "item": 2, "value": 4, "time": 4102444800}, "time"),  # the year 2100
+    ({"user": 1, "item": 2, "value": 4, "time": "2999-01-01T00:00:00Z"}, "time"),
+    ({"user": 1, "item": 2, "value": 4, "event_id": ""}, "event_id"),
+])
+def test_feedback_values_and_times_are_checked(client, body, where):
+    before = client.app.state.server.store.count()
+    got = client.post("/feedback", json=body)
+    assert got.status_code == 422, got.text
+    assert any(where in map(str, e["loc"]) for e in got.json()["detail"]), got.text
+    assert client.app.state.server.store.count() == before
+
+
+def test_feedback_range_follows_the_model_or_the_option(client, model_dir):
+    lo, hi = client.app.state.server.feedback_range()
+    assert lo <= 1 and hi >= 5 and hi < 10  # the model's rating range, around 1-5 stars
+    app = create_app(Recommender.load(model_dir), store_url=f"sqlite:///{model_dir.parent / 'range.db'}",
+                     feedback_range=(-1.0, 1.0))
+    with TestClient(app) as c:
+        assert c.post("/feedback", json={"user": 1, "item": 2, "value": 1}).status_code == 201
+        assert c.post("/feedback", json={"user": 1, "item": 2, "value": 1.5}).status_code == 422
+
+
+def test_a_retried_event_is_stored_once(client):
+    store = client.app.state.server.store
+    event = {"user": "retry-user", "item": 7, "value": 3, "time": 1_700_000_000}
+    first = client.post("/feedback", json=event, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201, first.text
+    count = store.count()
+    again = client.post("/feedback", json=event, headers={"Idempotency-Key": "k-1"})
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["id"] == first.json()["id"] and again.json()["event"] == first.json()["event"]
+    assert store.count() == count
+    by_field = client.post("/feedback", json={**event, "event_id": "k-1"})  # the body field is the same key
+    assert by_field.status_code == 200 and by_field.json()["id"] == first.json()["id"]
+    other = client.post("/feedback", json={**event, "value": 4}, headers={"Idempotency-Key": "k-1"})
+    assert other.status_code == 422 and "different event" in other.text  # a key names one event only
+    clash = client.post("/feedback", json={**event, "event_id": "k-2"}, headers={"Idempotency-Key": "k-3"})
+    assert clash.status_code == 422
+    assert store.count() == count
+    fresh = client.post("/feedback", json=event, headers={"Idempotency-Key": "k-4"})
+    assert fresh.status_code == 201 and store.count() == count + 1
+
+
+def test_validation_errors_do_not_echo_the_input(client):
+    huge = "x" * 100_000
+    for route, body in [("/feedback", {"user": 1, "item": 2, "value": huge}),
+                        ("/feedback", {"user": 1, "item": 2, "value": 1, huge: 1}),  # an extra field named huge
+                        ("/predict", {"pairs": [{"user": 1.5, "item": [1]}] * 5000}),  # 10,000 errors
+                        ("/recommendations", {"liked": [huge]})]:
+        got = client.post(route, json=body)
+        assert got.status_code == 422, got.text[:200]
+        assert len(got.content) < 10_000 and "x" * 50 not in got.text
+        detail = got.json()["detail"]
+        assert len(detail) <= 21 and all(set(e) == {"loc", "msg", "type"} for e in detail)
+    got = client.get("/users/1/recommendations", params={"k": "abc" * 1000})
+    assert got.status_code == 422 and "abcabc" not in got.text
+
+
+BAD_TEXT = ["a\x00b", "\x00", "\ud800", "x\udfff"]
+
+
+@pytest.mark.parametrize("bad", BAD_TEXT)
+def test_nul_and_lone_surrogates_are_422_everywhere(client, bad):
+    import json
+
+    def post(route, body):
+        # json.dumps escapes a lone surrogate as \\udXXX: valid JSON carrying invalid Unicode
+        return client.post(route, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+    before = client.app.state.server.store.count()
+    for route, body in [("/feedback", {"user": bad, "item": 1, "value": 1}),
+                        ("/feedback", {"user": 1, "item": bad, "value": 1}),
+                        ("/feedback", {"user": 1, "item": 1, "value": 1, "event_id": bad}),
+                        ("/predict", {"pairs": [{"user": bad, "item": 1}]}),
+                        ("/recommendations", {"liked": [bad]}),
+                        ("/recommendations", {"liked": [1], "genre": bad}),
+                        ("/recommendations", {"liked": [1], "exclude": [bad]})]:
+        got = post(route, body)
+        assert got.status_code == 422, (route, body, got.status_code, got.text)
+    assert client.app.state.server.store.count() == before
+    quoted = "".join(f"%{b:02X}" for b in bad.encode("utf-8", "surrogatepass"))
+    for path in (f"/users/{quoted}/recommendations", f"/items/{quoted}", f"/items/{quoted}/similar",
+                 f"/users/1/recommendations?include={quoted}", f"/users/1/recommendations?genre={quoted}",
+                 f"/items?q={quoted}", f"/items?genre={quoted}"):
+        got = client.get(path)
+        assert got.status_code == 422, (path, got.status_code, got.text)
+
+
+def test_admin_routes_need_a_token_unless_opted_out(model_dir):
+    root = model_dir.parent
+    with TestClient(create_app(model_dir, models_root=root)) as c:  # no token given: admin is off
+        got = c.post("/admin/reload", json={"model": "mf"})
+        assert got.status_code == 403 and "--admin-token" in got.json()["detail"]
+    with TestClient(create_app(model_dir, models_root=root, admin_token="s3cret")) as c:
+        assert c.post("/admin/reload", json={"model": "mf"}).status_code == 401
+        assert c.post("/admin/reload", json={"model": "mf"}, headers={"Authorization": "s3cret"}).status_code == 401
+        ok = c.post("/admin/reload", json={"model": "mf"}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200, ok.text
+    with TestClient(create_app(model_dir, models_root=root, admin_auth=False)) as c:  # the explicit opt-out
+        assert c.post("/admin/reload", json={"model": "mf"}).status_code == 200
+
+
+def test_allowed_hosts(model_dir):
+    app = create_app(Recommender.load(model_dir), allowed_hosts=["recs.example.org"])
+    with TestClient(app, base_url="http://recs.example.org") as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/health", headers={"Host": "evil.example.com"}).status_code == 400
+
+
+def test_docs_work_offline(client):
+    from html.parser import HTMLParser
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.urls: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.urls += [v for k, v in attrs if k in ("src", "href") and v]
+
+    for page in ("/docs", "/redoc"):
+        got = client.get(page)
+        assert got.status_code == 200
+        links = Links()
+        links.feed(got.text)
+        assert links.urls, got.text[:500]
+        assert not re.search(r"https?://", got.text.replace("http://www.w3.org", "")), got.text  # nothing remote
+        for url in links.urls:
+            assert url.startswith("/"), url
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 100, url
+    assert "swagger-ui-bundle.js" in client.get("/docs").text and "/openapi.json" in client.get("/docs").text
+
+
+def test_errors_map_to_statuses():
+    from recotorch import errors
+    from recotorch.serve.errors import status_of
+
+    assert status_of(errors.UnknownIdError("x")) == 404
+    assert status_of(errors.OptionError("k", "bad")) == 422
+    assert status_of(errors.InputFileError("f")) == 422
+    assert status_of(errors.CorruptModelError("m", "bad")) == 422
+    assert status_of(errors.UnsupportedError("no")) == 501
+    assert status_of(errors.ServiceUnavailableError("down")) == 503
+    for other in (ValueError("v"), KeyError("k"), RuntimeError("r"), errors.OutputPathError("p", "m")):
+        assert status_of(other) == 500  # nothing else becomes a 4xx
+
+
+def test_a_bug_is_a_500_without_a_traceback(model_dir):
+    app = create_app(Recommender.load(model_dir))
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        got = c.get("/boom")
+    assert got.status_code == 500 and "secret" not in got.text and "Traceback" not in got.text
 
 
 def test_feedback_without_store_is_503(model_dir):

@@ -43,8 +43,8 @@ def client(request, tmp_path_factory):
         synthetic_mf(30, 200, 4, seen_per_user=5).save(root / "m")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        app = create_app(root / "m", store_url=f"sqlite:///{root / 'fb.db'}", models_root=root)
-    with TestClient(app, raise_server_exceptions=False) as c:
+        app = create_app(root / "m", store_url=f"sqlite:///{root / 'fb.db'}", models_root=root, admin_token="t")
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": "Bearer t"}) as c:
         yield c
     torch.set_num_threads(threads)
 

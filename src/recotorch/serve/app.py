@@ -19,16 +19,24 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import AfterValidator
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from recotorch.serve.catalog import UnknownIdError
+from recotorch.errors import OptionError, RecotorchError
+from recotorch.serve.docs import add_docs
+from recotorch.serve.errors import install_error_handlers
+from recotorch.serve.gate import StoreGate
+from recotorch.serve.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, Utf8UrlMiddleware
 from recotorch.serve.metrics import Metrics, MetricsMiddleware
 from recotorch.serve.params import OPENAPI as RECOMMEND_PARAMS
 from recotorch.serve.params import parse_recommend_query
 from recotorch.serve.recommender import FoldInUnavailableError, Recommender
 from recotorch.serve.schemas import (
     MAX_K,
+    MAX_KEY,
     FeedbackEvent,
     FeedbackOut,
     NewUserRequest,
@@ -39,26 +47,38 @@ from recotorch.serve.schemas import (
     ReloadRequest,
     SearchOut,
     SimilarOut,
+    clean_text,
+    text_problem,
 )
-from recotorch.serve.store import FeedbackStore, open_store
+from recotorch.serve.store import DEFAULT_TIMEOUT_S, FeedbackStore, open_store
 
 log = logging.getLogger("recotorch.serve")
 STATIC = Path(__file__).resolve().parent / "static"
-IdParam = Annotated[str, PathParam(min_length=1, max_length=256)]
+DEFAULT_FEEDBACK_RANGE = (-10.0, 10.0)  # models without a rating scale (0/1 feedback, counts)
+IdParam = Annotated[str, PathParam(min_length=1, max_length=256), AfterValidator(clean_text)]
 K = Annotated[int, Query(ge=1, le=MAX_K, description=f"list length, 1..{MAX_K}")]
-Genre = Annotated[str | None, Query(max_length=100)]
+Genre = Annotated[str | None, Query(max_length=100), AfterValidator(lambda g: g if g is None else clean_text(g))]
+SearchText = Annotated[str, Query(max_length=200), AfterValidator(clean_text)]
+IdempotencyKey = Annotated[str | None, Header(
+    min_length=1, max_length=MAX_KEY, description="a client key for this event: a retry with the same key is "
+    "stored once and answered 200 with the stored event")]
 
 
 class ServerState:
     """The model being served (one reference, swapped whole), the feedback store and the metrics."""
 
     def __init__(self, recommender: Recommender, model_dir: Path | None, store: FeedbackStore | None,
-                 models_root: Path | None, admin_token: str | None, options: dict[str, Any]) -> None:
+                 models_root: Path | None, admin_token: str | None, options: dict[str, Any], *,
+                 admin_auth: bool = True, feedback_range: tuple[float, float] | None = None,
+                 store_timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.recommender = recommender
         self.model_dir = model_dir
         self.store = store
+        self.gate = StoreGate(store_timeout) if store is not None else None
         self.models_root = models_root.resolve() if models_root else None
         self.admin_token = admin_token
+        self.admin_auth = admin_auth
+        self.fixed_feedback_range = feedback_range
         self.options = options
         self.metrics = Metrics()
         self._reload_lock = threading.Lock()
@@ -66,6 +86,16 @@ class ServerState:
         self.metrics.gauge("model_users", lambda: self.recommender.model.n_users)
         self.metrics.gauge("model_loaded_timestamp_seconds", lambda: self.loaded_at)
         self.loaded_at = time.time()
+
+    def feedback_range(self) -> tuple[float, float]:
+        """Allowed feedback values: `--feedback-range`, else the served model's rating range, else +-10."""
+        if self.fixed_feedback_range is not None:
+            return self.fixed_feedback_range
+        model = self.recommender.model
+        span = getattr(model, "rating_range_", None)
+        if model.task == "rating" and span is not None:
+            return float(span[0]), float(span[1])
+        return DEFAULT_FEEDBACK_RANGE
 
     def resolve_model(self, name: str) -> Path:
         """The directory `name` under the models root; refuses anything that would leave it."""
@@ -88,16 +118,32 @@ class ServerState:
 
 
 def create_app(model: str | Path | Recommender, *, store_url: str | None = None, models_root: str | Path | None = None,
-               admin_token: str | None = None, handle_sighup: bool = True, **options: Any) -> FastAPI:
-    """The app serving `model` (a model directory or a built `Recommender`); `options` go to `Recommender`."""
+               admin_token: str | None = None, admin_auth: bool = True, allowed_hosts: list[str] | None = None,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, feedback_range: tuple[float, float] | None = None,
+               store_timeout: float = DEFAULT_TIMEOUT_S, handle_sighup: bool = True, **options: Any) -> FastAPI:
+    """The app serving `model` (a model directory or a built `Recommender`); `options` go to `Recommender`.
+
+    Admin routes need `admin_token` (sent as `Authorization: Bearer <token>`); without one they
+    are refused unless `admin_auth=False` says, explicitly, that anyone may call them.
+    `allowed_hosts`: the Host names to answer (others get 400). `max_body_bytes`: larger bodies
+    get 413. `feedback_range`: allowed feedback values (default: the model's rating range).
+    `store_timeout`: the most seconds a feedback write waits before it answers 503.
+    """
+    if max_body_bytes < 1:
+        raise OptionError("--max-body-bytes", f"must be at least 1, got {max_body_bytes}")
+    if feedback_range is not None and not feedback_range[0] < feedback_range[1]:
+        raise OptionError("--feedback-range", f"needs LOW < HIGH, got {feedback_range[0]:g},{feedback_range[1]:g}")
+    if admin_token is not None and not admin_token.strip():
+        raise OptionError("--admin-token", "must not be empty")
     if isinstance(model, Recommender):
         recommender, model_dir = model, None
     else:
         model_dir = Path(model).resolve()
         recommender = Recommender.load(model_dir, **options)
-    store = open_store(store_url) if store_url else None
+    store = open_store(store_url, timeout=store_timeout) if store_url else None
     state = ServerState(recommender, model_dir, store, Path(models_root) if models_root else None,
-                        admin_token, options)
+                        admin_token, options, admin_auth=admin_auth, feedback_range=feedback_range,
+                        store_timeout=store_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -106,19 +152,40 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
                 threading.Thread(target=_safe_reload, args=(state,), daemon=True).start()
             signal.signal(signal.SIGHUP, on_hup)
         yield
+        if state.gate is not None:
+            state.gate.close()
         if state.store is not None:
             state.store.close()
 
-    app = FastAPI(title="recotorch", version="1", lifespan=lifespan,
+    app = FastAPI(title="recotorch", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Recommendations, similar items, predictions and a feedback log from a recotorch model.")
     app.state.server = state
+    # the last added runs first: metrics see every answer, hosts are checked before bodies are counted
+    app.add_middleware(Utf8UrlMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    _add_error_handlers(app)
+    install_error_handlers(app)
+    app.add_exception_handler(FoldInUnavailableError, _unsupported)
+    app.add_exception_handler(NotImplementedError, _unsupported)
+    add_docs(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        if state.admin_token and not hmac.compare_digest(authorization or "", f"Bearer {state.admin_token}"):
-            raise HTTPException(401, "admin routes need 'Authorization: Bearer <token>'")
+        if state.admin_token is None:
+            if state.admin_auth:
+                raise HTTPException(403, "admin routes are disabled: start the server with --admin-token "
+                                    "(or RECOTORCH_ADMIN_TOKEN), or --no-admin-auth to let anyone call them")
+            return
+        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {state.admin_token}".encode()):
+            raise HTTPException(401, "admin routes need 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    def check_genre(rec: Recommender, genre: str | None) -> None:
+        if genre and genre.strip().lower() not in {g.lower() for g in rec.catalog.genre_names}:
+            known = ", ".join(rec.catalog.genre_names) or "none (this model has no genres)"
+            raise OptionError("genre", f"unknown genre {genre[:80]!r}; known: {known}")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -148,6 +215,7 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
         """
         q = parse_recommend_query(request)
         rec = state.recommender
+        check_genre(rec, q.genre)
         user = rec.users.raw(rec.users.index(q.user_id, "user"))
         items = rec.recommend(user, q.k, exclude_seen=q.exclude_seen, include=q.include, exclude=q.exclude,
                               genre=q.genre)
@@ -157,16 +225,18 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
     def recommend_new(body: NewUserRequest) -> JSONResponse:
         """Top-k for an anonymous user from a few (item, rating) pairs or liked items (fold-in)."""
         rec = state.recommender
+        check_genre(rec, body.genre)
         ratings = [(r.item, r.rating) for r in body.ratings] or None
         items = rec.recommend_new_user(ratings, body.liked or None, body.k, include=body.include,
                                        exclude=body.exclude, genre=body.genre)
         return _json({"user": None, "model": rec.version, "items": items}, rec)
 
     @app.get("/items", tags=["items"], response_model=SearchOut)
-    def items(q: Annotated[str, Query(max_length=200)] = "", limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
+    def items(q: SearchText = "", limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0, genre: Genre = None) -> JSONResponse:
         """Search titles (case-insensitive substring) or browse; most-rated first."""
         rec = state.recommender
+        check_genre(rec, genre)
         return _json(rec.search(q, limit, offset, genre), rec)
 
     @app.get("/items/{item_id}", tags=["items"])
@@ -188,28 +258,63 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
         pairs = [(p.user, p.item) for p in body.pairs]
         return _json({"model": rec.version, "predictions": rec.predict(pairs, body.allow_unknown)}, rec)
 
-    @app.post("/feedback", tags=["feedback"], status_code=201, response_model=FeedbackOut)
-    def feedback(event: FeedbackEvent) -> JSONResponse:
-        """Append one event to the log; 201 only after it is committed (durable)."""
-        if state.store is None:
-            raise HTTPException(503, "no feedback store: start the server with --store")
-        moment = time.time() if event.time is None else float(event.time)
-        row = state.store.add(str(event.user), str(event.item), event.value, moment)
-        return JSONResponse({"id": row, "stored": True}, status_code=201)
+    @app.post("/feedback", tags=["feedback"], status_code=201, response_model=FeedbackOut,
+              responses={200: {"model": FeedbackOut, "description": "a repeat of a stored key: nothing new stored"},
+                         503: {"description": "no store, or the database is down, locked or slow: retry"}})
+    async def feedback(event: FeedbackEvent, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Append one event to the log; 201 only after it is committed (durable).
 
-    @app.post("/admin/reload", tags=["ops"], response_model=ReloadOut, dependencies=[Depends(admin)])
+        With an `Idempotency-Key` header or an `event_id` field, a retried event is stored once:
+        the retry answers 200 with the stored event. The write runs off the event loop and waits
+        at most the store timeout (503 past it), so a locked database never blocks other routes.
+        """
+        if state.store is None or state.gate is None:
+            raise HTTPException(503, "no feedback store: start the server with --store")
+        key = _event_key(idempotency_key, event.event_id)
+        lo, hi = state.feedback_range()
+        if not lo <= event.value <= hi:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "value"),
+                                           "msg": f"value must lie in the feedback range [{lo:g}, {hi:g}]"}])
+        client_time = event.time is not None
+        moment = float(event.time) if client_time else time.time()
+        added = await state.gate.call(state.store.add, str(event.user), str(event.item), float(event.value), moment,
+                                      key, client_time=client_time)
+        body = {"id": added.id, "stored": True, "duplicate": not added.created,
+                "event": {"user": added.user, "item": added.item, "value": added.value, "time": added.ts,
+                          "event_id": added.key}}
+        return JSONResponse(body, status_code=201 if added.created else 200)
+
+    @app.post("/admin/reload", tags=["ops"], response_model=ReloadOut, dependencies=[Depends(admin)],
+              responses={401: {"description": "missing or wrong token"}, 403: {"description": "admin disabled"}})
     def reload(body: ReloadRequest) -> dict[str, Any]:
         """Load a model directory by name (under --models-root) and swap it in atomically."""
         target = state.resolve_model(body.model)
         try:
             previous, fresh = state.reload(target)
-        except Exception as exc:  # a broken model directory: keep serving the current model
-            log.exception("reload of %s failed", target)
-            raise HTTPException(422, f"model {body.model!r} could not be loaded ({type(exc).__name__}: {exc}); "
+        except RecotorchError as exc:  # a broken model directory: keep serving the current model
+            log.warning("reload of %s refused: %s", target, exc)
+            raise HTTPException(422, f"model {body.model!r} could not be loaded ({exc}); "
                                 f"still serving {state.recommender.version}") from exc
         return {"model": fresh.version, "previous": previous, "load_seconds": fresh.load_seconds}
 
     return app
+
+
+def _event_key(header: str | None, field: str | None) -> str | None:
+    """The event's idempotency key from the header or the body (they must agree when both are given)."""
+    if header is not None:
+        problem = text_problem(header)
+        if problem:
+            raise RequestValidationError([{"type": "value_error", "loc": ("header", "idempotency-key"),
+                                           "msg": f"Value error, {problem}"}])
+    if header is not None and field is not None and header != field:
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "event_id"),
+                                       "msg": "event_id and the Idempotency-Key header differ"}])
+    return header if header is not None else field
+
+
+async def _unsupported(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)[:2000]}, status_code=501)
 
 
 def _json(payload: dict[str, Any], rec: Recommender) -> JSONResponse:
@@ -223,15 +328,3 @@ def _safe_reload(state: ServerState) -> None:
         state.reload(state.model_dir)
     except Exception:  # a bad model on disk must not take the server down; keep serving the old one
         log.exception("SIGHUP reload of %s failed; still serving %s", state.model_dir, state.recommender.version)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    def handler(status: int):
-        async def respond(request: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
-        return respond
-
-    app.add_exception_handler(UnknownIdError, handler(404))
-    app.add_exception_handler(ValueError, handler(422))
-    app.add_exception_handler(FoldInUnavailableError, handler(501))
-    app.add_exception_handler(NotImplementedError, handler(501))

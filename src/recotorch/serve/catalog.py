@@ -9,16 +9,14 @@ import numpy as np
 import polars as pl
 import torch
 
+from recotorch import errors
 from recotorch.data.vocab import Vocab
 
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
 
 
-class UnknownIdError(KeyError):
+class UnknownIdError(errors.UnknownIdError):
     """A raw user or item id that the model does not know (the API answers 404)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown id"
 
 
 class IdMap:

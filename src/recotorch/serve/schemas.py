@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,10 +22,38 @@ from pydantic import (
 MAX_K = 1000
 MAX_LIST = 10_000
 MAX_RATINGS = 1000
+MAX_KEY = 128
+FUTURE_SLACK_S = 86_400.0  # event times up to a day ahead of the server's clock (clock skew)
 
-IdText = Annotated[StrictStr, StringConstraints(min_length=1, max_length=256)]
+
+def text_problem(text: str) -> str | None:
+    """Why `text` cannot be an id or a search string (a NUL, a lone surrogate), or None when it can.
+
+    NUL cannot be stored in PostgreSQL TEXT and lone surrogates cannot be encoded as UTF-8 at
+    all, so such ids are refused at the door (422) whatever the store.
+    """
+    if "\x00" in text:
+        return "must not contain a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def clean_text(text: str) -> str:
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+SafeText = Annotated[StrictStr, AfterValidator(clean_text)]
+IdText = Annotated[StrictStr, StringConstraints(min_length=1, max_length=256), AfterValidator(clean_text)]
 RawId = StrictInt | IdText  # ids keep their JSON type; "42" still finds 42 in an integer vocabulary
-Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+# JSON numbers only: true/false and "4" are refused rather than read as 1.0 and 4.0
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-1e9, le=1e9)]
+EventKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=MAX_KEY), AfterValidator(clean_text)]
 ModelName = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
@@ -44,7 +74,7 @@ class NewUserRequest(Body):
     k: int = Field(10, ge=1, le=MAX_K)
     include: list[RawId] | None = Field(None, max_length=MAX_LIST)
     exclude: list[RawId] | None = Field(None, max_length=MAX_LIST)
-    genre: Annotated[StrictStr, StringConstraints(max_length=100)] | None = None
+    genre: Annotated[SafeText, StringConstraints(max_length=100)] | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> NewUserRequest:
@@ -64,13 +94,20 @@ class PredictRequest(Body):
 
 
 class FeedbackEvent(Body):
-    """One piece of feedback; ids need not be known to the model (the log feeds the next fit)."""
+    """One piece of feedback; ids need not be known to the model (the log feeds the next fit).
+
+    `value` must also lie in the server's feedback range (`--feedback-range`), checked by the route.
+    """
 
     user: RawId
     item: RawId
     value: Finite
-    time: float | Annotated[StrictStr, StringConstraints(max_length=64)] | None = Field(
-        None, description="unix seconds or ISO 8601 (UTC when no offset); the server's clock when absent")
+    time: Annotated[float, Field(strict=True)] | Annotated[SafeText, StringConstraints(max_length=64)] | None = Field(
+        None, description="unix seconds or ISO 8601 (UTC when no offset), from 1970 to a day ahead of the "
+                          "server's clock; the server's clock when absent")
+    event_id: EventKey | None = Field(
+        None, description="a client key for this event (like the Idempotency-Key header): a retry with the same "
+                          "key is stored once and answered with the stored event")
 
     @field_validator("time")
     @classmethod
@@ -83,8 +120,8 @@ class FeedbackEvent(Body):
             except ValueError:
                 raise ValueError("time must be unix seconds or an ISO 8601 date-time") from None
             value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
-        if not math.isfinite(value) or not 0 <= value <= 1e11:
-            raise ValueError("time must be between 1970 and the year 5138 (unix seconds)")
+        if not math.isfinite(value) or not 0 <= value <= time.time() + FUTURE_SLACK_S:
+            raise ValueError("time must lie between 1970 and a day from now (unix seconds)")
         return float(value)
 
 
@@ -137,9 +174,19 @@ class PredictOut(BaseModel):
     predictions: list[PredictionOut]
 
 
+class StoredEvent(BaseModel):
+    user: str
+    item: str
+    value: float
+    time: float
+    event_id: str | None = None
+
+
 class FeedbackOut(BaseModel):
     id: int
     stored: bool
+    duplicate: bool = Field(False, description="true when this key was seen before: nothing new was stored")
+    event: StoredEvent
 
 
 class ReloadOut(BaseModel):

@@ -1,0 +1,1 @@
+"""Test helpers: a real `recotorch serve` child process, synthetic models and catalogues, a throwaway PostgreSQL."""
