@@ -27,7 +27,8 @@ quickstart: $(STAMP)
 # The browser test drives Debian's Chromium; installing it needs root (apt). Elsewhere that
 # test is skipped unless RECOTORCH_REQUIRE_BROWSER=1 (set by CI) makes a missing browser fail.
 browser: $(STAMP)
-	scripts/install_browser.sh $(BIN)/python || echo "note: no Chromium installed; the browser test will be skipped"
+	@echo "make: installing Chromium with apt (scripts/install_browser.sh; needs root or sudo; nothing to do if /usr/bin/chromium exists) for the browser test"
+	@scripts/install_browser.sh $(BIN)/python || echo "make: no Chromium installed; the browser test will be skipped"
 
 test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks

@@ -21,6 +21,8 @@ SETTINGS = {
                         "optimizer": "rowwise_adagrad"},
 }
 
+HANG_GUARD = 1500  # seconds; a hang guard only: the run needs ~30 s, and many times that on a busy machine
+
 WORKER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
@@ -50,7 +52,7 @@ def ddp_run(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script), str(out), json.dumps(SETTINGS)],
-                          capture_output=True, text=True, timeout=240, env=env)
+                          capture_output=True, text=True, timeout=HANG_GUARD, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
