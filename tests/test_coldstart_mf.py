@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import recotorch as rt
+from recotorch.core.maths import ridge_fold_in
 from recotorch.evaluate import cold
 from recotorch.models import ColdStartMF, make_model
 from recotorch.models.coldstart_mf import Episodes
-from recotorch.models.foldin import fold_in, fold_in_indices, predict_for_new_user, ridge_fold_in
+from recotorch.online.foldin import fold_in, fold_in_indices, predict_for_new_user
 from tests.conftest import planted_ratings
 
 SMALL = {"dim": 3, "epochs": 10, "batch_size": 256, "lr": 2e-2, "weight_decay": 0.3, "meta_users": 32}

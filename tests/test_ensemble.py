@@ -10,7 +10,7 @@ import recotorch as rt
 from recotorch.data.interactions import Interactions
 from recotorch.evaluate import cold
 from recotorch.models import Bagged, make_model
-from recotorch.models.foldin import (
+from recotorch.online.foldin import (
     fold_in,
     fold_in_indices,
     new_user_pair_scores,

@@ -8,40 +8,36 @@ import pytest
 import torch
 
 import recotorch as rt
+from recotorch.data.demographics import age_band
 from recotorch.data.interactions import Interactions
 from recotorch.models.als import ImplicitALS
 from recotorch.models.ease import EASE
-from recotorch.models.foldin import (
-    age_band,
+from recotorch.models.popularity import MostPopular
+from recotorch.online.foldin import (
     cold_scores,
-    demographic_popularity,
     fold_in,
     fold_in_indices,
     new_user_scores,
     predict_for_new_user,
     recommend_for_new_user,
 )
-from recotorch.models.popularity import MostPopular
+from recotorch.online.popularity import demographic_popularity
 from tests.conftest import digest, planted_ratings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def planted() -> Interactions:
     return planted_ratings(n_users=120, n_items=60, density=0.6)
 
-
 @pytest.fixture(scope="module")
 def mf(planted: Interactions) -> rt.MatrixFactorization:
     return rt.MatrixFactorization(dim=8, epochs=40, batch_size=256, lr=2e-2, weight_decay=0.05).fit(planted)
-
 
 def _history(data: Interactions, user_idx: int) -> tuple[list, list]:
     frame = data.to_frame()
     rows = frame.filter(pl.col("user") == data.users.ids[user_idx])
     return rows["item"].to_list(), rows["rating"].to_list()
-
 
 def test_folding_in_a_training_user_recovers_its_predictions(planted, mf):
     """The closed-form vector of a user's own ratings predicts like the vector training learnt."""
@@ -54,7 +50,6 @@ def test_folding_in_a_training_user_recovers_its_predictions(planted, mf):
         folded, trained = new_user_scores(mf, vec[None])[0], mf.score(torch.tensor([u]))[0]
         corrs.append(np.corrcoef(folded.numpy(), trained.numpy())[0, 1])
     assert min(corrs) > 0.9, corrs
-
 
 def test_fold_in_beats_the_item_mean_for_a_held_out_user(planted):
     """A user absent from training, folded in from half their ratings, is predicted better than by item biases."""
@@ -73,7 +68,6 @@ def test_fold_in_beats_the_item_mean_for_a_held_out_user(planted):
         errors_bias.append((base - target["rating"].to_numpy()) ** 2)
     assert np.sqrt(np.concatenate(errors_fold).mean()) < 0.85 * np.sqrt(np.concatenate(errors_bias).mean())
 
-
 def test_strong_prior_returns_the_average_user(mf, planted):
     items, ratings = _history(planted, 0)
     vec = fold_in(mf, items, ratings, reg=1e9)
@@ -81,7 +75,6 @@ def test_strong_prior_returns_the_average_user(mf, planted):
     weights = mf.seen_.row_lengths().float()
     mean = weights @ x / weights.sum()  # each trained user counts by their number of ratings
     torch.testing.assert_close(vec, mean, atol=1e-4, rtol=1e-4)
-
 
 def test_batched_fold_in_matches_single(mf, planted):
     a, b = _history(planted, 0), _history(planted, 1)
@@ -93,7 +86,6 @@ def test_batched_fold_in_matches_single(mf, planted):
         idx[row, : len(items)] = torch.from_numpy(mf.items_.index(items))
         val[row, : len(items)] = torch.tensor(ratings)
     torch.testing.assert_close(fold_in_indices(mf, idx, val), single, atol=1e-4, rtol=1e-4)
-
 
 def test_recommend_and_predict_for_new_user(mf, planted):
     items, ratings = _history(planted, 0)
@@ -110,13 +102,11 @@ def test_recommend_and_predict_for_new_user(mf, planted):
     with pytest.raises(ValueError, match="ratings"):
         predict_for_new_user(mf, items[:3], [5.0], items[:1])
 
-
 def test_empty_history_is_the_bias_adjusted_item_mean(mf):
     recs = recommend_for_new_user(mf, [], None, k=3)
     item_bias = mf.baseline_[2]
     assert recs.item_idx[0].tolist() == torch.argsort(item_bias, descending=True, stable=True)[:3].tolist()
     assert recommend_for_new_user(mf, ["unknown"], [5.0], k=3).item_idx[0].tolist() == recs.item_idx[0].tolist()
-
 
 def _implicit_blocks() -> Interactions:
     """Two blocks: users 0-19 like items 0-9, users 20-39 like items 10-19; item 0 and 10 most popular."""
@@ -133,14 +123,12 @@ def _implicit_blocks() -> Interactions:
                              "occupation": ["student" if u < 20 else "retired" for u in range(40)]})
     return Interactions.from_frame(frame).with_features(user_features=features)
 
-
 def test_ease_fold_in_of_a_training_user_is_its_own_score():
     data = _implicit_blocks()
     model = EASE(reg=5.0).fit(data)
     items = model.items_.lookup(model.seen_.row(3).numpy())
     vec = fold_in(model, items, reg=0.0)
     torch.testing.assert_close(new_user_scores(model, vec[None])[0], model.score(torch.tensor([3]))[0])
-
 
 def test_item_item_prior_leans_on_popularity_but_keeps_the_users_block():
     model = EASE(reg=5.0).fit(_implicit_blocks())
@@ -149,7 +137,6 @@ def test_item_item_prior_leans_on_popularity_but_keeps_the_users_block():
     alone = new_user_scores(model, fold_in(model, [11], reg=0.0)[None])[0]  # no prior: item 11's row of W
     torch.testing.assert_close(alone, model.weights_[int(model.items_.index([11])[0])])
 
-
 def test_als_fold_in_is_close_to_the_trained_user_vector():
     data = _implicit_blocks()
     model = ImplicitALS(dim=4, reg=1.0, alpha=5.0, iterations=15).fit(data)
@@ -157,7 +144,6 @@ def test_als_fold_in_is_close_to_the_trained_user_vector():
     vec = fold_in(model, items)
     trained = model.user_factors_[5]
     assert torch.nn.functional.cosine_similarity(vec, trained, dim=0) > 0.99
-
 
 def test_demographic_popularity_prefers_the_users_group():
     model = MostPopular().fit(_implicit_blocks())
@@ -168,7 +154,6 @@ def test_demographic_popularity_prefers_the_users_group():
     plain = cold_scores(model)  # no features: global popularity
     torch.testing.assert_close(plain, model.popularity_)
     assert age_band(17) == "<18" and age_band(18) == "18-24" and age_band(60) == "56+"
-
 
 def test_fold_in_never_touches_the_saved_model(mf, planted, tmp_path):
     mf.save(tmp_path / "m")

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import recotorch as rt
+from recotorch.data.demographics import demographic_design
 from recotorch.data.interactions import Interactions
 from recotorch.evaluate import cold
-from recotorch.models.foldin import demographic_design, fold_in, fold_in_indices, predict_for_new_user
+from recotorch.online.foldin import fold_in, fold_in_indices, predict_for_new_user
 from tests.conftest import planted_ratings
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from recotorch.artifacts import read_meta
 from recotorch.data.implicit import to_implicit
 from recotorch.data.interactions import Interactions
 from recotorch.models import make_model
-from recotorch.models.incremental import update
+from recotorch.online.updates import update
 from tests.conftest import digest, planted_ratings
 
 pytestmark = pytest.mark.usefixtures("one_thread")

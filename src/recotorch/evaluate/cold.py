@@ -19,11 +19,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions, build_csr
-from recotorch.evaluate.metrics import mae, ranking_metrics, rmse, top_k
+from recotorch.evaluate.metrics import mae, ranking_metrics, rmse
 from recotorch.evaluate.protocol import Report
 from recotorch.models.base import Estimator
-from recotorch.models.foldin import cold_scores, fold_in_indices, new_user_scores
+from recotorch.online.foldin import cold_scores
 
 __all__ = ["ItemColdSplit", "UserColdSplit", "genre_baselines", "item_cold_ranking", "item_cold_rating",
            "item_cold_split", "reveal_first", "user_cold_ranking", "user_cold_rating", "user_cold_split"]
@@ -128,8 +129,8 @@ def _folded_scores(model: Estimator, revealed: Interactions, users: torch.Tensor
         revealed = revealed.subset(revealed.rating >= threshold)
     idx, val = _padded(revealed, users, model)
     ratings = val if model.task == "rating" else None
-    vectors = fold_in_indices(model, idx, ratings, reg=reg, user_features=user_features)
-    scores = new_user_scores(model, vectors).float()
+    vectors = model.fold_in(idx, ratings, reg=reg, user_features=user_features)
+    scores = model.score_new_users(vectors).float()
     empty = (idx < 0).all(1)
     if empty.any():
         scores[empty] = cold_scores(model).float()
@@ -170,7 +171,7 @@ def user_cold_rating(models: Sequence[tuple[str, Estimator]], split: UserColdSpl
                     features = split.cold.user_features[users.numpy()]
                 pred = _folded_scores(model, revealed, users, reg, None, features)[b, i]
             else:
-                pred = model._fallback(torch.full_like(i, -1), i).float()
+                pred = model.fallback(torch.full_like(i, -1), i).float()
             report.rows.append({"k": k, "model": label, "RMSE": rmse(pred, target), "MAE": mae(pred, target),
                                 "users": users.numel(), "rows": int(known.sum())})
         if int((~known).sum()):

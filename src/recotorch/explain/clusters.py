@@ -44,10 +44,9 @@ class ClusterProfile:
 
 def user_clusters(model: Estimator, k: int = 6, *, seed: int = 0, top: int = 3) -> ClusterProfile:
     """Cluster users on their (length-normalised) vectors and describe each cluster by what it watched."""
-    vectors_fn = getattr(model, "user_vectors", None)
-    if vectors_fn is None:
+    if not model.supports("user_vectors"):
         raise ValueError(f"{type(model).__name__} has no user vectors to cluster")
-    vectors = torch.nn.functional.normalize(vectors_fn().float(), dim=1)
+    vectors = torch.nn.functional.normalize(model.user_vectors().float(), dim=1)
     labels, _ = kmeans(vectors, k, seed=seed)
     seen = model.seen_
     rows = torch.repeat_interleave(torch.arange(seen.n_rows), seen.row_lengths())

@@ -40,10 +40,9 @@ def item_bias_table(model: Estimator, n: int = 10, min_count: int = 1) -> dict[s
     A low bias means: even users who like this kind of film rate it lower than its latent
     factors predict — the course's "movies people like less than you'd expect".
     """
-    biases = getattr(model, "item_biases", None)
-    if biases is None:
+    if not model.supports("item_biases"):
         raise ValueError(f"{type(model).__name__} has no item biases")
-    bias = biases().float()
+    bias = model.item_biases().float()
     eligible = (item_counts(model) >= min_count).nonzero().flatten()
     order = eligible[torch.argsort(bias[eligible], stable=True)]
     low, high = order[:n], order.flip(0)[:n]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import polars as pl
 import torch
 
+from recotorch.core.device import tensor_device
+from recotorch.core.maths import als_solve, pad_rows
+from recotorch.core.retrieval import RetrievalVectors
 from recotorch.data.interactions import CSR, Interactions, build_csr
-from recotorch.models.base import Estimator, register
+from recotorch.models.base import Estimator, NewRows, register
 from recotorch.models.itemknn import coo
-from recotorch.train.trainer import resolve_device
 
 # Cells of the (rows, dim, dim) Gram batch built per solve step.
 GRAM_CELLS = 2**24
@@ -38,6 +41,9 @@ class ImplicitALS(Estimator):
 
     name = "als"
     task = "ranking"
+    CAPABILITIES = frozenset({"fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
+                              "user_vectors"})
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "iterations": 2}
 
     def __init__(self, dim: int = 128, reg: float = 30.0, alpha: float = 8.0, iterations: int = 10,
                  solver: Literal["cg", "cholesky"] = "cg", cg_steps: int = 3, init_std: float = 0.01,
@@ -46,7 +52,7 @@ class ImplicitALS(Estimator):
 
     @property
     def torch_device(self) -> torch.device:
-        return resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
+        return tensor_device(self.device)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         if self.reg < 0 or self.alpha < 0 or self.dim < 1:
@@ -141,7 +147,48 @@ class ImplicitALS(Estimator):
     def user_vectors(self) -> torch.Tensor:
         return self.user_factors_.cpu()
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def retrieval_vectors(self) -> RetrievalVectors:
+        """A plain dot product: x_u . y_i."""
+        return RetrievalVectors(self.user_factors_.detach().float().cpu().contiguous(),
+                                self.item_factors_.detach().float().cpu().contiguous())
+
+    # ---- new users and updates ----------------------------------------------------------
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """x_u (B, dim) by the ALS user solve, confidences 1 + alpha r (r = `values`, default 1)."""
+        item_idx = item_idx.long()
+        mask = item_idx >= 0
+        r = values.float() if values is not None else torch.ones(item_idx.shape)
+        r = torch.where(mask, r, torch.zeros(()))
+        lam = self.reg if reg is None else reg
+        return als_solve(self.item_factors_.cpu(), item_idx, r, self.alpha, lam)
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return vectors @ self.item_factors_.cpu().T
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """Exact ALS solves: affected users over old (confidence 1) plus new items, new items over their users."""
+        u, i, old_seen = rows.user_idx, rows.item_idx, rows.old_seen
+        lam = self.reg if reg is None else reg
+        r = torch.ones(u.numel()) if rows.rating is None else rows.rating
+        dim = self.item_factors_.shape[1]
+        users = torch.cat([self.user_factors_.cpu(), torch.zeros(self.n_users - rows.old_users, dim)])
+        items = torch.cat([self.item_factors_.cpu(), torch.zeros(self.n_items - rows.old_items, dim)])
+        old_u = torch.repeat_interleave(torch.arange(old_seen.n_rows), old_seen.row_lengths())
+        all_u, all_i = torch.cat([old_u, u]), torch.cat([old_seen.indices, i])
+        all_r = torch.cat([torch.ones(old_u.numel()), r])
+        affected = torch.unique(u)
+        known = all_i < rows.old_items
+        users[affected] = als_solve(items, *pad_rows(all_u[known], all_i[known], all_r[known], affected),
+                                    self.alpha, lam)
+        new_items = torch.arange(rows.old_items, self.n_items)
+        if new_items.numel():
+            items[new_items] = als_solve(users, *pad_rows(i, u, r, new_items), self.alpha, lam)
+            users[affected] = als_solve(items, *pad_rows(all_u, all_i, all_r, affected), self.alpha, lam)
+        self.user_factors_, self.item_factors_ = users.to(self.torch_device), items.to(self.torch_device)
+
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

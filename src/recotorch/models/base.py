@@ -1,4 +1,22 @@
-"""The shared face of every recotorch model: fit, predict, recommend, similar_items, save."""
+"""The shared face of every recotorch model: fit, predict, recommend, similar_items, save, and capabilities.
+
+Capabilities are methods of the model, never a branch elsewhere on its class. Each model declares
+what it can do in `CAPABILITIES` (or `capabilities()` when it depends on its parameters, as for
+`Bagged` and `HybridMF`); callers ask `model.supports("fold_in")` and then call the method. A
+method a model does not support raises `recotorch.errors.UnsupportedError`.
+
+- `fold_in`: `fold_in(item_idx, values)` -> user representations (B, D); `score_new_users(vectors)`
+  (B, n_items); `score_new_user_pairs(vectors, item_idx)` (B, M).
+- `update`: `update(NewRows, reg=, epochs=, lr=)` folds new rows into the fitted state, in place.
+- `retrieval_vectors`: `retrieval_vectors()` -> `core.RetrievalVectors` (a dot form, for an ANN index).
+- `similar_items`: `similar_items(item_ids, k)`.
+- `item_vectors`, `user_vectors`, `item_biases`, `user_biases`: methods returning those tensors (explain,
+  fold-in priors); `item_vectors()` exists on every model (None without vectors), the other three
+  only on models that declare them.
+
+Every model answers `cold_scores()` (a user with no history) and `liked_rating()` (the rating
+that stands for "liked" in a history without ratings).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +31,17 @@ import numpy as np
 import polars as pl
 import torch
 
+from recotorch.core.retrieval import RetrievalVectors
+from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.vocab import Vocab
+from recotorch.errors import UnsupportedError
 
 Task = Literal["rating", "ranking"]
+Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors", "user_vectors",
+                     "item_biases", "user_biases"]
+CAPABILITY_NAMES: tuple[str, ...] = ("fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
+                                     "user_vectors", "item_biases", "user_biases")
 MODELS: dict[str, type[Estimator]] = {}
 CHUNK_SCORES = 1 << 24  # scores per recommend chunk: (users x items) held at once, 64 MB in float32
 
@@ -25,6 +50,28 @@ def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make a model loadable and selectable by its `name`."""
     MODELS[cls.name] = cls
     return cls
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """New interactions for `Estimator.update`, in the model's (already extended) indices.
+
+    The vocabularies, seen sets and features of the model were extended before the call;
+    `old_seen`, `old_users` and `old_items` describe the model as it was fitted.
+    """
+
+    user_idx: torch.Tensor  # (n,) int64
+    item_idx: torch.Tensor  # (n,) int64
+    rating: torch.Tensor | None  # (n,) float32, or None for implicit data
+    old_seen: CSR
+    old_users: int
+    old_items: int
+
+    def ratings(self, model: Estimator) -> torch.Tensor:
+        """The ratings; rating models need them."""
+        if self.rating is None:
+            raise ValueError(f"{type(model).__name__} predicts ratings: the new interactions need a rating column")
+        return self.rating
 
 
 @dataclass(frozen=True)
@@ -74,6 +121,10 @@ class Estimator(ABC):
 
     name: ClassVar[str]
     task: ClassVar[Task]
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+    # a tiny configuration for the registry-driven contract test (tests/test_model_contract.py)
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {}
+    lineage_: dict[str, Any] | None = None  # written into the saved extras (set by `recotorch.online.update`)
 
     users_: Vocab
     items_: Vocab
@@ -103,8 +154,15 @@ class Estimator(ABC):
         return self.score(user_idx)
 
     @abstractmethod
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Fitted tensors and JSON-able extras, enough for `_restore`."""
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What a model directory stores: `_fitted_state()` plus the lineage of an update, if any."""
+        tensors, extra = self._fitted_state()
+        return tensors, {**extra, **(self.lineage_ or {})}
+
+    state = _state
 
     @abstractmethod
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
@@ -149,11 +207,76 @@ class Estimator(ABC):
     def n_items(self) -> int:
         return len(self.items_)
 
+    # ---- capabilities -------------------------------------------------------------------
+    def capabilities(self) -> frozenset[str]:
+        """What this model can do beyond fit/score/recommend/predict (see the module docstring)."""
+        return type(self).CAPABILITIES
+
+    def supports(self, capability: Capability | str) -> bool:
+        """True when the model implements `capability` (a name in `CAPABILITY_NAMES`)."""
+        if capability not in CAPABILITY_NAMES:
+            raise ValueError(f"unknown capability {capability!r}; choose one of {list(CAPABILITY_NAMES)}")
+        return capability in self.capabilities()
+
+    def _unsupported(self, what: str) -> UnsupportedError:
+        return UnsupportedError(f"{what} is not available for {type(self).__name__} ({self.name!r})")
+
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """Representations (B, D) of new users from padded histories, the fitted model frozen.
+
+        item_idx (B, L): model item indices, -1 = padding; values (B, L): their ratings (rating
+        models need them; others treat them as confidences or ignore them); `reg` / `reg_bias`
+        the prior strengths (model-specific defaults); `user_features` (B rows of age, gender,
+        occupation) give models with a demographic prior that prior. Nothing is written.
+        """
+        raise self._unsupported("fold-in")
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Scores (B, n_items) of folded-in users (`fold_in` output) against the whole catalogue."""
+        raise self._unsupported("fold-in")
+
+    def score_new_user_pairs(self, vectors: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Scores (B, M) of folded-in users for chosen items item_idx (B, M) (model indices, all >= 0)."""
+        return self.score_new_users(vectors).gather(1, item_idx)
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """Fold `rows` into the fitted state in place (vocabularies and seen sets already extended).
+
+        `reg`: prior strength of closed-form solves (model default); `epochs`/`lr`: an optional
+        fine-tune of gradient models. Driven by `recotorch.online.update`, which writes the result
+        as a new model directory.
+        """
+        raise self._unsupported("incremental update")
+
+    def retrieval_vectors(self) -> RetrievalVectors:
+        """The model's scores as inner products (user vectors, item vectors, user offsets, squash)."""
+        raise self._unsupported("a dot-product form")
+
+    def cold_scores(self) -> torch.Tensor:
+        """Scores (n_items,) for a user with no history: the number of training users per item.
+
+        Rating models answer with their bias-adjusted item mean instead.
+        """
+        return torch.bincount(self.seen_.indices, minlength=self.n_items).float()
+
+    def liked_rating(self) -> float | None:
+        """The rating standing for "liked" in a history without ratings: None (ranking models, which
+        treat every given item as a positive); rating models give the top of their rating scale."""
+        if self.task == "rating":
+            raise ValueError(f"{type(self).__name__} predicts ratings on an open scale: send 'ratings', not 'liked'")
+        return None
+
     # ---- answering in raw ids -----------------------------------------------------------
     def predict(self, user_ids: Iterable[Any], item_ids: Iterable[Any]) -> Predictions:
-        """Score (user, item) pairs given as raw ids; unknown ids get `_fallback` values."""
+        """Score (user, item) pairs given as raw ids; unknown ids get `fallback` values."""
         u = torch.from_numpy(self.users_.index(user_ids))
         i = torch.from_numpy(self.items_.index(item_ids))
+        return self.predict_indices(u, i)
+
+    def predict_indices(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> Predictions:
+        """`predict` for model indices; -1 marks an unknown id (answered by `fallback`)."""
+        u, i = user_idx, item_idx
         if u.numel() != i.numel():
             raise ValueError(f"got {u.numel()} users but {i.numel()} items")
         known = (u >= 0) & (i >= 0)
@@ -161,6 +284,10 @@ class Estimator(ABC):
         with torch.no_grad():
             values[known] = self.score(u[known], i[known]).float()
         return Predictions(values.numpy(), known.numpy())
+
+    def fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Values (n,) for pairs where an index may be -1 (unknown): rating models answer with their baseline."""
+        return self._fallback(user_idx, item_idx)
 
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Values for pairs with an unknown id (-1); rating models answer with their baseline."""
@@ -182,14 +309,23 @@ class Estimator(ABC):
         to those items, `exclude` removes items. Unknown users raise `KeyError`. By default a
         chunk holds about 16M scores (64 MB), so memory stays bounded for any number of users.
         """
-        from recotorch.evaluate.metrics import top_k
-
         ids = [user_ids] if isinstance(user_ids, (str, int, np.integer)) else list(user_ids)
         u = torch.from_numpy(self.users_.index(ids))
         if (u < 0).any():
             missing = [ids[j] for j in (u < 0).nonzero().flatten().tolist()[:5]]
             raise KeyError(f"unknown user id(s): {missing}")
-        mask = self._candidate_mask(include, exclude)
+        idx, val = self.recommend_indices(u, k, exclude_seen=exclude_seen, mask=self._candidate_mask(include, exclude),
+                                          batch_size=batch_size)
+        return Recommendations(ids, idx, val, self.items_)
+
+    def recommend_indices(self, user_idx: torch.Tensor, k: int = 10, *, exclude_seen: bool = True,
+                          mask: torch.Tensor | None = None, batch_size: int | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`recommend` for model indices: (items (B, k), scores (B, k)) on the CPU, -1 / -inf in empty slots.
+
+        `mask` (n_items,) bool: the allowed candidates (None: all).
+        """
+        u = user_idx
         k = min(k, self.n_items)
         batch_size = batch_size or max(1, min(4096, CHUNK_SCORES // max(self.n_items, 1)))
         idx_parts, score_parts = [], []
@@ -205,7 +341,9 @@ class Estimator(ABC):
                 idx, val = top_k(scores, k, exclude=self.seen_ if exclude_seen else None, rows=rows, inplace=True)
                 idx_parts.append(idx.cpu())
                 score_parts.append(val.cpu())
-        return Recommendations(ids, torch.cat(idx_parts), torch.cat(score_parts), self.items_)
+        if not idx_parts:
+            return torch.empty(0, k, dtype=torch.int64), torch.empty(0, k)
+        return torch.cat(idx_parts), torch.cat(score_parts)
 
     def _candidate_mask(self, include: Iterable[Any] | None, exclude: Iterable[Any] | None) -> torch.Tensor | None:
         if include is None and exclude is None:
@@ -226,11 +364,9 @@ class Estimator(ABC):
 
     def similar_items(self, item_ids: Sequence[Any] | Any, k: int = 10) -> Recommendations:
         """Most similar items by cosine similarity of item vectors (the item itself left out)."""
-        from recotorch.evaluate.metrics import top_k
-
         vectors = self.item_vectors()
         if vectors is None:
-            raise NotImplementedError(f"{type(self).__name__} has no item vectors to compare")
+            raise UnsupportedError(f"{type(self).__name__} has no item vectors to compare")
         ids = [item_ids] if isinstance(item_ids, (str, int, np.integer)) else list(item_ids)
         i = torch.from_numpy(self.items_.index(ids))
         if (i < 0).any():

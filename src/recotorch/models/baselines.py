@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import polars as pl
 import torch
 
 from recotorch.data.interactions import Interactions
-from recotorch.models.base import Estimator, register
+from recotorch.models.base import Estimator, NewRows, register
 
 
 @register
@@ -23,6 +24,7 @@ class BiasBaseline(Estimator):
 
     name = "bias"
     task = "rating"
+    CAPABILITIES = frozenset({"fold_in", "update"})
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_iters: int = 10,
                  use_users: bool = True, use_items: bool = True) -> None:
@@ -49,7 +51,51 @@ class BiasBaseline(Estimator):
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         return partial_bias(self.mean_, self.user_bias_, self.item_bias_, user_idx, item_idx).clamp(*self.range_)
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    # ---- capabilities -----------------------------------------------------------------
+    def cold_scores(self) -> torch.Tensor:
+        """mean + b_i, clamped to the training ratings' range."""
+        return (self.mean_ + self.item_bias_.float()).clamp(*self.range_)
+
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """[b_u] (B, 1): the shrunken mean residual r - mean - b_i (`reg` defaults to `reg_user`)."""
+        if values is None:
+            raise ValueError(f"{type(self).__name__} predicts ratings: give the new user's ratings")
+        item_idx = item_idx.long()
+        mask = item_idx >= 0
+        if not self.use_users:  # e.g. GlobalMean: the model has no user term to fill
+            return torch.zeros(item_idx.shape[0], 1)
+        safe, n = item_idx.clamp(min=0), mask.sum(1).float()
+        r = torch.where(mask, values.float(), torch.zeros(()))
+        resid = (r - self.mean_ - self.item_bias_[safe]) * mask  # (B, L)
+        return (resid.sum(1) / (n + (self.reg_user if reg is None else reg)))[:, None]
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        return (self.mean_ + vectors + self.item_bias_[None, :]).clamp(*self.range_)
+
+    def score_new_user_pairs(self, vectors: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        return (self.mean_ + vectors + self.item_bias_[item_idx]).clamp(*self.range_)
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """b <- (b_old (n_old + reg) + sum of new residuals) / (n_old + n_new + reg), items then users."""
+        u, i, r, old_seen = rows.user_idx, rows.item_idx, rows.ratings(self), rows.old_seen
+        n_u_old = torch.cat([old_seen.row_lengths().float(), torch.zeros(self.n_users - rows.old_users)])
+        n_i_old = torch.zeros(self.n_items)
+        n_i_old[: rows.old_items] = torch.bincount(old_seen.indices, minlength=rows.old_items).float()
+        ub = torch.cat([self.user_bias_, torch.zeros(self.n_users - rows.old_users)])
+        ib = torch.cat([self.item_bias_, torch.zeros(self.n_items - rows.old_items)])
+        if self.use_items:
+            resid = torch.bincount(i, r - self.mean_ - ub[u], self.n_items).float()
+            ib = (ib * (n_i_old + self.reg_item) + resid) / (n_i_old + torch.bincount(i, minlength=self.n_items)
+                                                             + self.reg_item)
+        if self.use_users:
+            resid = torch.bincount(u, r - self.mean_ - ib[i], self.n_users).float()
+            ub = (ub * (n_u_old + self.reg_user) + resid) / (n_u_old + torch.bincount(u, minlength=self.n_users)
+                                                             + self.reg_user)
+        self.user_bias_, self.item_bias_ = ub.float(), ib.float()
+
+    # ---- files --------------------------------------------------------------------------
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return ({"user_bias": self.user_bias_, "item_bias": self.item_bias_},
                 {"mean": self.mean_, "range": list(self.range_)})
 
@@ -63,6 +109,7 @@ class GlobalMean(BiasBaseline):
     """Predicts the mean training rating for every pair."""
 
     name = "mean"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__(use_users=False, use_items=False)

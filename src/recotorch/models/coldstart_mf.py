@@ -3,7 +3,7 @@
 `ColdStartMF` first trains as `MatrixFactorization`, then fine-tunes on episodes drawn from the
 training users: each user in a batch reveals a support set of k ratings (k uniform in
 1..`max_support`, the ratings drawn at random or the first by time), is folded in by exactly the
-ridge solve `models.foldin` uses (`ridge_fold_in`: logit targets, the rating-weighted or
+ridge solve the fold-in uses (`core.ridge_fold_in`: logit targets, the rating-weighted or
 demographic prior of the trained users), and the MSE of the resulting predictions on the user's
 other ratings (the query set) is back-propagated into the item factors and biases and, with
 `learn_reg`, into the two prior strengths (factors, bias). `mf_weight` mixes in the plain MF loss
@@ -18,22 +18,16 @@ same `predict` / `recommend`, same files plus the learnt strengths `fold_in_reg_
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
+from recotorch.core.maths import ridge_fold_in, squash
+from recotorch.data.demographics import demographic_design
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.foldin import (
-    FOLD_IN_REG,
-    FOLD_IN_REG_BIAS,
-    _fit_demographic_prior,
-    _user_prior,
-    demographic_design,
-    ridge_fold_in,
-)
-from recotorch.models.gradient import squash
 from recotorch.models.mf import MatrixFactorization, RatingRange
+from recotorch.models.priors import FOLD_IN_REG, FOLD_IN_REG_BIAS, fit_demographic_prior
 from recotorch.train.config import OptimizerName
 
 __all__ = ["ColdStartMF", "Episodes"]
@@ -83,7 +77,7 @@ class ColdStartMF(MatrixFactorization):
     (Adam, lr `meta_lr`), support sets of 1..`max_support` ratings (`support`: "random" or
     "time" = each user's first ratings), query sets of at most `max_query` further ratings.
     `prior`: "demographic" folds training users in with the demographic prior of
-    `models.foldin` when the training data carry age / gender / occupation, "population" always
+    the fold-in (`models.priors`) when the training data carry age / gender / occupation, "population" always
     with the rating-weighted average user. `learn_reg` learns the fold-in prior strengths
     (stored as `fold_in_reg_`); `mf_weight` weighs the plain MF loss on the query rows.
     `meta_epochs=0` gives plain MF.
@@ -97,6 +91,7 @@ class ColdStartMF(MatrixFactorization):
     """
 
     name = "mf_coldstart"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "meta_epochs": 1}
 
     def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
                  epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
@@ -110,6 +105,10 @@ class ColdStartMF(MatrixFactorization):
 
     fold_in_reg_: tuple[float, float] | None = None
 
+    def fold_in_strengths(self) -> tuple[float, float]:
+        """The learnt (or validated) prior strengths this model was trained for."""
+        return self.fold_in_reg_ or (FOLD_IN_REG, FOLD_IN_REG_BIAS)
+
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         super()._fit(train, valid)
         self.fold_in_reg_ = (FOLD_IN_REG, FOLD_IN_REG_BIAS)
@@ -119,9 +118,10 @@ class ColdStartMF(MatrixFactorization):
     # ---- episodic fine-tuning ------------------------------------------------------------
     def _prior_means(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(prior mean of each training user (n_users, d+1), variances (d+1,)), detached, as fold-in uses."""
-        found = _fit_demographic_prior(self) if self.prior == "demographic" else None
+        found = fit_demographic_prior(*self.trained_user_rows(), self.user_features_) \
+            if self.prior == "demographic" else None
         if found is None:
-            mu, var = _user_prior(self)
+            mu, var = self.population_prior()
             return mu.expand(self.n_users, -1), var
         mu, coef, levels, var = found
         return mu + demographic_design(self.user_features_, levels)[0] @ coef, var  # type: ignore[arg-type]
@@ -170,8 +170,8 @@ class ColdStartMF(MatrixFactorization):
         return loss
 
     # ---- files ---------------------------------------------------------------------------
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors, extra = super()._state()
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = super()._fitted_state()
         return tensors, extra | {"fold_in_reg": list(self.fold_in_reg_) if self.fold_in_reg_ else None}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -36,6 +36,7 @@ class EASE(ItemItemModel):
     """
 
     name = "ease"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"reg": 10.0}
 
     def __init__(self, reg: float = 100.0, dtype: Literal["float32", "float64"] = "float64",
                  device: str = "cpu", half_life: float | None = None,
@@ -62,10 +63,20 @@ class EASE(ItemItemModel):
     def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.sparse.mm(rows, self.weights_)
 
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        """x @ W as one dense product (W is dense)."""
+        with torch.no_grad():
+            return (vectors.to(self.weights_.device) @ self.weights_).cpu()
+
+    def _grow_items(self, old_items: int) -> None:
+        w = torch.zeros(self.n_items, self.n_items, device=self.weights_.device)
+        w[:old_items, :old_items] = self.weights_
+        self.weights_ = w
+
     def _links(self, item_idx: torch.Tensor) -> torch.Tensor:
         return self.weights_[item_idx.to(self.weights_.device)].cpu()
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"weights": self.weights_, **self._profile_state()}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 `Bagged(base="mf_coldstart", members=5)` fits `members` copies of the model registered as `base`
 on the same data with seeds `seed`, `seed + 1`, ..., `seed + members - 1` (everything else the
 same) and answers with the mean of their scores: `predict`, `score`, `recommend`, and for new
-users `models.foldin`, which folds the user into every member (each with its own prior, or its own
+users `fold_in`, which folds the user into every member (each with its own prior, or its own
 demographic prior) and averages the members' predictions. The members differ only in their
 random initialisation and batch order, so averaging removes part of the variance of one model.
 
@@ -15,13 +15,14 @@ params={"prior": "population"})`. Files: each member's tensors under `member{i}.
 a list in model.json, so `recotorch.load` gives back the same members.
 
     >>> model = Bagged(base="mf_coldstart", members=5).fit(train)
-    >>> predict_for_new_user(model, [50, 172], [5, 4], target_items=[1, 2])
+    >>> recotorch.online.predict_for_new_user(model, [50, 172], [5, 4], target_items=[1, 2])
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import polars as pl
 import torch
 
 from recotorch.data.interactions import Interactions
@@ -43,6 +44,7 @@ class Bagged(Estimator):
 
     name = "bagged"
     task = "rating"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"base": "mf", "members": 2, "dim": 4, "epochs": 2}
 
     def __init__(self, base: str = "mf_coldstart", members: int = 5, seed: int = 0, dim: int | None = None,
                  epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
@@ -94,21 +96,41 @@ class Bagged(Estimator):
         the same in every member, so the first member gives it."""
         return self.members_[0]._fallback(user_idx, item_idx)
 
-    @property
-    def baseline_(self) -> Any:
-        """The first member's bias baseline (rating models; the same in every member), for cold users."""
-        return self.members_[0].baseline_  # AttributeError when the base has none
+    # ---- capabilities: composed from the members' ---------------------------------------
+    def capabilities(self) -> frozenset[str]:
+        """Fold-in when the base folds in; nothing else (no single vector space, no update of all members)."""
+        return frozenset({"fold_in"}) & self._member(0).capabilities()
 
-    @property
-    def rating_range_(self) -> Any:
-        return self.members_[0].rating_range_
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """Each member's representation, side by side (B, members x the base's D)."""
+        return torch.cat([m.fold_in(item_idx, values, reg=reg, reg_bias=reg_bias, user_features=user_features)
+                          for m in self.members_], 1)
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self._mean_of_members(vectors, lambda m, v: m.score_new_users(v))
+
+    def score_new_user_pairs(self, vectors: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        return self._mean_of_members(vectors, lambda m, v: m.score_new_user_pairs(v, item_idx))
+
+    def _mean_of_members(self, vectors: torch.Tensor, scores: Any) -> torch.Tensor:
+        """Mean over the members of `scores(member, that member's slice of vectors)`."""
+        parts = vectors.tensor_split(len(self.members_), dim=1)
+        return torch.stack([scores(m, v).float() for m, v in zip(self.members_, parts, strict=True)]).mean(0)
+
+    def cold_scores(self) -> torch.Tensor:
+        """The base's answer (rating models: the bias baseline, the same in every member)."""
+        return self.members_[0].cold_scores()
+
+    def liked_rating(self) -> float | None:
+        return self.members_[0].liked_rating()
 
     # ---- files ---------------------------------------------------------------------------
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {}
         extras = []
         for i, member in enumerate(self.members_):
-            t, extra = member._state()
+            t, extra = member._fitted_state()
             tensors |= {f"member{i}.{k}": v for k, v in t.items()}
             extras.append(extra)
         return tensors, {"members": extras}

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from recotorch.core.device import seeded, tensor_device
+from recotorch.core.maths import auto_range_data_scale, auto_rating_range
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import Estimator
 from recotorch.models.baselines import fit_biases, partial_bias
@@ -16,7 +18,7 @@ from recotorch.train.config import TrainConfig
 from recotorch.train.losses import mse_loss
 from recotorch.train.lr_finder import LRFind, lr_find
 from recotorch.train.optimizers import SPARSE_OPTIMIZERS
-from recotorch.train.trainer import FusedStep, History, Trainer, resolve_device, seeded
+from recotorch.train.trainer import FusedStep, History, Trainer
 
 TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress",
                 "optimizer", "amp", "shuffle")  # an estimator without one of these gets the TrainConfig default
@@ -113,15 +115,14 @@ class GradientEstimator(Estimator):
                             "step_losses": self.history_.step_losses,
                             "best_epoch": self.history_.best_epoch}}
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"module.{k}": v.detach().cpu() for k, v in self.module_.state_dict().items()}
         return tensors, self._module_extra()
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.module_ = self._build_module(extra["n_users"], extra["n_items"])
         self.module_.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("module.")})
-        device = resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
-        self.module_.to(device).eval()
+        self.module_.to(tensor_device(self.device)).eval()
         h = extra.get("history") or {"epochs": [], "step_losses": []}
         self.history_ = History.from_dict({"epochs": h["epochs"], "step_losses": h["step_losses"],
                                            "best_epoch": h.get("best_epoch")})
@@ -137,16 +138,18 @@ class RatingModel(GradientEstimator):
             raise ValueError(f"{type(self).__name__} predicts ratings; these interactions have none "
                              "(use an implicit-feedback model, or name the rating column)")
         self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
-        lo, hi = float(train.rating.min()), float(train.rating.max())
-        self.rating_range_ = self._resolve_range(lo, hi)
+        self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
+        self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
 
-    def _resolve_range(self, lo: float, hi: float) -> tuple[float, float] | None:
-        """Output range of the sigmoid: given, or from the data as the course's (0, 5.5) for 1-5."""
-        chosen = getattr(self, "rating_range", "auto")
-        if chosen == "auto":
-            span = hi - lo if hi > lo else 1.0
-            return (lo - span / 4, hi + span / 8)
-        return None if chosen is None else (float(chosen[0]), float(chosen[1]))
+    rating_range: Any = "auto"
+    rating_scale_: tuple[float, float] | None = None  # lo..hi of the training ratings
+
+    def cold_scores(self) -> torch.Tensor:
+        """The bias-adjusted item mean (clamped to the rating range)."""
+        return baseline_cold_scores(self.baseline_, self.rating_range_)
+
+    def liked_rating(self) -> float | None:
+        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
 
     def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
@@ -164,25 +167,47 @@ class RatingModel(GradientEstimator):
         out = partial_bias(mean, user_bias, item_bias, user_idx, item_idx)
         return out if self.rating_range_ is None else out.clamp(*self.rating_range_)
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors, extra = super()._state()
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = super()._fitted_state()
         mean, user_bias, item_bias = self.baseline_
         tensors |= {"baseline.user_bias": user_bias, "baseline.item_bias": item_bias}
         extra |= {"baseline_mean": mean, "rating_range": self.rating_range_}
+        if self.rating_scale_ is not None:
+            extra["rating_scale"] = list(self.rating_scale_)
         return tensors, extra
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.rating_range_ = None if extra["rating_range"] is None else tuple(extra["rating_range"])
         self.baseline_ = (extra["baseline_mean"], tensors["baseline.user_bias"], tensors["baseline.item_bias"])
+        scale = extra.get("rating_scale")
+        self.rating_scale_ = None if scale is None else (float(scale[0]), float(scale[1]))
         super()._restore(tensors, extra)
 
 
-def squash(raw: torch.Tensor, rating_range: tuple[float, float] | None) -> torch.Tensor:
-    """The course's sigmoid onto (lo, hi); identity when there is no range."""
+def resolve_rating_range(chosen: Any, rating: torch.Tensor) -> tuple[float, float] | None:
+    """Output range of the sigmoid: given, None, or "auto" from the data (`core.auto_rating_range`)."""
+    if chosen == "auto":
+        return auto_rating_range(float(rating.min()), float(rating.max()))
+    return None if chosen is None else (float(chosen[0]), float(chosen[1]))
+
+
+def baseline_cold_scores(baseline: tuple[float, torch.Tensor, torch.Tensor],
+                         rating_range: tuple[float, float] | None) -> torch.Tensor:
+    """mean + b_i (n_items,), clamped to the rating range when there is one."""
+    mean, _, item_bias = baseline
+    return (mean + item_bias.float()).clamp(*rating_range) if rating_range else mean + item_bias.float()
+
+
+def liked_rating_of(model: Estimator, chosen: Any, rating_range: tuple[float, float] | None,
+                    scale: tuple[float, float] | None) -> float:
+    """The top of the rating scale: with the "auto" range the highest training rating (recorded at fit;
+    for older files read back from the range), else the top of the given range. A model without a
+    range has an open scale and refuses."""
     if rating_range is None:
-        return raw
-    lo, hi = rating_range
-    return torch.sigmoid(raw) * (hi - lo) + lo
+        raise ValueError(f"{type(model).__name__} predicts ratings on an open scale: send 'ratings', not 'liked'")
+    if chosen != "auto":
+        return float(rating_range[1])
+    return float((scale or auto_range_data_scale(rating_range))[1])
 
 
 def _data_checksum(train: Interactions) -> int:

@@ -11,7 +11,7 @@ the feature part to stand alone (as in DropoutNet).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -19,17 +19,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recotorch.core.device import seeded
+from recotorch.core.maths import squash
+from recotorch.core.topk import top_k
+from recotorch.data.demographics import age_band_expr
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.sampling import NegativeSampler
 from recotorch.data.vocab import Vocab
 from recotorch.models.base import Recommendations, register
 from recotorch.models.baselines import fit_biases, partial_bias
-from recotorch.models.foldin import age_band_expr
-from recotorch.models.gradient import GradientEstimator, squash
+from recotorch.models.gradient import (
+    GradientEstimator,
+    baseline_cold_scores,
+    liked_rating_of,
+    resolve_rating_range,
+)
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import RatingRange
+from recotorch.models.priors import FactorFoldIn
 from recotorch.train.losses import bce_loss, mse_loss
-from recotorch.train.trainer import seeded
 
 __all__ = ["HybridMF", "HybridNet", "item_tokens", "user_tokens"]
 
@@ -176,7 +184,7 @@ def _tables(n: int, dim: int, init_std: float) -> tuple[nn.Embedding, nn.Embeddi
 
 # ---- the estimator ----------------------------------------------------------------------------------
 @register
-class HybridMF(GradientEstimator):
+class HybridMF(FactorFoldIn, GradientEstimator):
     """Matrix factorisation over ids + side features; scores items known only by their metadata.
 
     task="rating": MSE on a sigmoid onto the rating range (as `MatrixFactorization`), bias-baseline
@@ -193,6 +201,35 @@ class HybridMF(GradientEstimator):
     """
 
     name = "hybrid"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "min_count": 1}
+
+    def capabilities(self) -> frozenset[str]:
+        """Fold-in (the rating factor models' ridge solve) only with task="rating"."""
+        base = {"similar_items", "item_vectors", "user_vectors", "item_biases", "user_biases"}
+        return frozenset(base | ({"fold_in"} if self.task == "rating" else set()))
+
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        if self.task != "rating":
+            raise self._unsupported("fold-in (task='ranking')")
+        return super().fold_in(item_idx, values, reg=reg, reg_bias=reg_bias, user_features=user_features)
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        if self.task != "rating":
+            raise self._unsupported("fold-in (task='ranking')")
+        return super().score_new_users(vectors)
+
+    def cold_scores(self) -> torch.Tensor:
+        if self.baseline_ is None:
+            return super().cold_scores()
+        return baseline_cold_scores(self.baseline_, self.rating_range_)
+
+    def liked_rating(self) -> float | None:
+        if self.task != "rating":
+            return None
+        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
+
+    rating_scale_: tuple[float, float] | None = None
 
     def __init__(self, task: Literal["rating", "ranking"] = "rating", dim: int = 50,
                  item_features: Sequence[str] = ITEM_GROUPS, user_features: Sequence[str] = USER_GROUPS,
@@ -214,7 +251,8 @@ class HybridMF(GradientEstimator):
             if train.rating is None:
                 raise ValueError("task='rating' needs ratings; use task='ranking' for implicit feedback")
             self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
-            self.rating_range_ = _resolve_range(self.rating_range, train.rating)
+            self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
+            self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
         else:
             self._negatives = NegativeSampler(train.n_items, train.to_csr())
         self.item_feature_names_, self._item_rows = self._side(train.item_features, self.item_features,
@@ -313,8 +351,6 @@ class HybridMF(GradientEstimator):
         if new_items is None:
             return super().recommend(user_ids, k, exclude_seen=exclude_seen, include=include, exclude=exclude,
                                      batch_size=batch_size)
-        from recotorch.evaluate.metrics import top_k
-
         ids = [user_ids] if isinstance(user_ids, (str, int, np.integer)) else list(user_ids)
         rows = torch.from_numpy(self.users_.index(ids))
         if (rows < 0).any():
@@ -352,8 +388,8 @@ class HybridMF(GradientEstimator):
         return pl.concat(frames).sort(["side", "norm"], descending=[False, True])
 
     # ---- files ----------------------------------------------------------------------------------
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors, extra = super()._state()
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = super()._fitted_state()
         for side, rows in (("item", self._item_rows), ("user", self._user_rows)):
             if rows is not None:
                 tensors |= {f"features.{side}.indptr": rows.indptr, f"features.{side}.indices": rows.indices,
@@ -363,12 +399,16 @@ class HybridMF(GradientEstimator):
         extra |= {"item_feature_names": self.item_feature_names_, "user_feature_names": self.user_feature_names_,
                   "rating_range": self.rating_range_,
                   "baseline_mean": None if self.baseline_ is None else self.baseline_[0]}
+        if self.rating_scale_ is not None:
+            extra["rating_scale"] = list(self.rating_scale_)
         return tensors, extra
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.item_feature_names_ = list(extra["item_feature_names"])
         self.user_feature_names_ = list(extra["user_feature_names"])
         self.rating_range_ = None if extra["rating_range"] is None else tuple(extra["rating_range"])
+        scale = extra.get("rating_scale")
+        self.rating_scale_ = None if scale is None else (float(scale[0]), float(scale[1]))
         self.baseline_ = None
         if extra.get("baseline_mean") is not None:
             self.baseline_ = (extra["baseline_mean"], tensors["baseline.user_bias"], tensors["baseline.item_bias"])
@@ -377,11 +417,3 @@ class HybridMF(GradientEstimator):
             if f"features.{s}.indptr" in tensors else None for s in ("item", "user"))
         super()._restore(tensors, extra)
 
-
-def _resolve_range(chosen: RatingRange, rating: torch.Tensor) -> tuple[float, float] | None:
-    """As `RatingModel`: "auto" maps lo..hi to (lo - span/4, hi + span/8), e.g. 1-5 stars to (0, 5.5)."""
-    if chosen == "auto":
-        lo, hi = float(rating.min()), float(rating.max())
-        span = hi - lo if hi > lo else 1.0
-        return (lo - span / 4, hi + span / 8)
-    return None if chosen is None else (float(chosen[0]), float(chosen[1]))

@@ -11,25 +11,27 @@ training item of the user counts 0.5 ** (s / h), s = how many of the user's trai
 after it (0 for the latest, by timestamp, ties by row order) and h = half_life x the user's
 number of rows (`half_life_unit="fraction"`) or h = half_life (`"steps"`). Only x_u changes:
 W is learnt from the 0/1 matrix as before. Items a user gains after fitting (e.g. through
-`recotorch.models.incremental.update`) count fully, as the most recent ones.
+`recotorch.online.update`) count fully, as the most recent ones.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+import polars as pl
 import torch
 
+from recotorch.core.device import tensor_device
+from recotorch.core.topk import largest, top_k
 from recotorch.data.interactions import CSR, Interactions, build_csr
-from recotorch.evaluate.metrics import top_k
-from recotorch.models.base import Estimator, Recommendations, register
-from recotorch.train.trainer import resolve_device
+from recotorch.models.base import Estimator, NewRows, Recommendations, register
 
 # Cells of the dense blocks built while fitting (a block of item rows x users or x items).
 BLOCK_CELLS = 2**24
+DEFAULT_ITEM_PRIOR = 1.0  # fold-in: weight of the average training user's row added to a new user's row
 HalfLifeUnit = Literal["fraction", "steps"]
 
 
@@ -95,6 +97,7 @@ class ItemItemModel(Estimator):
     """
 
     task = "ranking"
+    CAPABILITIES = frozenset({"fold_in", "update", "similar_items"})
     device: str
     half_life: float | None = None
     half_life_unit: HalfLifeUnit = "fraction"
@@ -102,7 +105,7 @@ class ItemItemModel(Estimator):
 
     @property
     def torch_device(self) -> torch.device:
-        return resolve_device(self.device) if torch.cuda.is_available() else torch.device("cpu")
+        return tensor_device(self.device)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.profile_ = self._recency_profile(train) if self.half_life is not None else None
@@ -148,6 +151,32 @@ class ItemItemModel(Estimator):
         self.profile_ = None
         if "profile.indptr" in tensors:
             self.profile_ = CSR(tensors["profile.indptr"], tensors["profile.indices"], tensors["profile.values"])
+
+    # ---- new users and updates ----------------------------------------------------------
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """The 0/1 row (B, n_items) plus `reg` (default `DEFAULT_ITEM_PRIOR`) times the average training
+        user's row: one average user's worth of prior, which is popularity through W. Values are ignored."""
+        item_idx = item_idx.long()
+        mask = item_idx >= 0
+        rows = torch.zeros(item_idx.shape[0], self.n_items).scatter_reduce_(1, item_idx.clamp(min=0), mask.float(),
+                                                                            reduce="amax")
+        mean_row = torch.bincount(self.seen_.indices, minlength=self.n_items).float() / max(self.n_users, 1)
+        return rows + (DEFAULT_ITEM_PRIOR if reg is None else reg) * mean_row
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        """x @ W for dense rows x (B, n_items) (rows with the prior are dense)."""
+        with torch.no_grad():
+            return self._propagate(vectors.to_sparse().to(self.torch_device)).cpu()
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """Scores use the merged seen sets; new items get no links until a refit."""
+        if self.n_items > rows.old_items:
+            self._grow_items(rows.old_items)
+
+    @abstractmethod
+    def _grow_items(self, old_items: int) -> None:
+        """Give the items from `old_items` on empty rows and columns of W."""
 
     @abstractmethod
     def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
@@ -222,6 +251,7 @@ class ItemKNN(ItemItemModel):
     """
 
     name = "itemknn"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"neighbours": 10}
 
     def __init__(self, neighbours: int = 100, weighting: Literal["cosine", "bm25"] = "cosine",
                  shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu",
@@ -250,7 +280,7 @@ class ItemKNN(ItemItemModel):
             if self.weighting == "cosine":
                 block = block / (norms[start : start + block.shape[0], None] * norms[None, :] + self.shrink + 1e-12)
             block[rows, rows + start] = -torch.inf  # no self links
-            sim, nbr = torch.topk(block, k, dim=1)
+            sim, nbr = largest(block, k, dim=1)
             nbr_parts.append(nbr)
             sim_parts.append(sim.clamp(min=0.0))  # a link of 0 contributes nothing
         self._set_links(torch.cat(nbr_parts).cpu(), torch.cat(sim_parts).cpu())
@@ -277,13 +307,21 @@ class ItemKNN(ItemItemModel):
             return torch.sparse.mm(rows, self._w)
         return torch.sparse.mm(self._wt, rows.to_dense().T).T  # (W^T x^T)^T = x W
 
+    def _grow_items(self, old_items: int) -> None:
+        """A new item's neighbour list points at itself with similarity 0 (no links)."""
+        k = self.neighbours_.shape[1]
+        itself = torch.arange(old_items, self.n_items)[:, None].expand(-1, k)
+        self.neighbours_ = torch.cat([self.neighbours_, itself])
+        self.similarity_ = torch.cat([self.similarity_, torch.zeros(self.n_items - old_items, k)])
+        self._build_operator()
+
     def _links(self, item_idx: torch.Tensor) -> torch.Tensor:
         out = torch.full((item_idx.numel(), self.n_items), -torch.inf)
         sim, nbr = self.similarity_[item_idx], self.neighbours_[item_idx]
         out.scatter_(1, nbr, torch.where(sim > 0, sim, -torch.inf))
         return out
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"neighbours": self.neighbours_, "similarity": self.similarity_, **self._profile_state()}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from recotorch.models.base import register
-from recotorch.models.gradient import RatingModel, squash
+from recotorch.core.maths import squash
+from recotorch.core.retrieval import RetrievalVectors
+from recotorch.models.base import NewRows, register
+from recotorch.models.gradient import RatingModel
+from recotorch.models.priors import FactorFoldIn
 from recotorch.train.config import OptimizerName
 from recotorch.train.fast_mf import FusedDotBiasStep
 from recotorch.train.ordering import ShuffleName
@@ -52,14 +55,22 @@ class DotBias(nn.Module):
         # 2x again when the caller passes the previous chunk's buffer as `out` (no page faults)
         raw = torch.addmm(self.item_bias.weight.T, self.user_factors(user_idx), self.item_factors.weight.T, out=out)
         raw += self.user_bias(user_idx)  # (B, n_items)
-        if self.rating_range is None:
-            return raw
-        lo, hi = self.rating_range
-        return raw.sigmoid_().mul_(hi - lo).add_(lo)  # = squash(raw), in place
+        return squash(raw, self.rating_range, inplace=True)
+
+    def retrieval_vectors(self) -> RetrievalVectors:
+        """User [p_u, 1] and item [q_i, b_i] vectors, user offsets b_u, and the squash's range."""
+        with torch.no_grad():
+            p, q = self.user_factors.weight.detach().float().cpu(), self.item_factors.weight.detach().float().cpu()
+            b_u = self.user_bias.weight.detach().float().cpu().squeeze(1)
+            b_i = self.item_bias.weight.detach().float().cpu()  # (n_items, 1)
+            users = torch.cat([p, torch.ones(p.shape[0], 1)], 1).contiguous()
+            items = torch.cat([q, b_i], 1).contiguous()
+        rating_range = None if self.rating_range is None else tuple(map(float, self.rating_range))
+        return RetrievalVectors(users, items, b_u, rating_range)  # type: ignore[arg-type]
 
 
 @register
-class MatrixFactorization(RatingModel):
+class MatrixFactorization(FactorFoldIn, RatingModel):
     """Users and items as `dim`-dimensional vectors plus biases; rating = sigmoid-squashed dot.
 
     The defaults (50 factors, batches of 1024, one-cycle to lr 1e-2, decoupled weight decay 0.5,
@@ -78,6 +89,9 @@ class MatrixFactorization(RatingModel):
     """
 
     name = "mf"
+    CAPABILITIES = frozenset({"fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
+                              "user_vectors", "item_biases", "user_biases"})
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
     def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
                  epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
@@ -112,3 +126,16 @@ class MatrixFactorization(RatingModel):
 
     def item_biases(self) -> torch.Tensor:
         return self.module_.item_bias.weight.detach().cpu().squeeze(1)
+
+    def user_biases(self) -> torch.Tensor:
+        return self.module_.user_bias.weight.detach().cpu().squeeze(1)
+
+    def retrieval_vectors(self) -> RetrievalVectors:
+        return self.module_.retrieval_vectors()
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """Closed-form solves in logit space (new users, new items, affected users), then an optional
+        fine-tune with distillation: see `recotorch.models.mf_update`."""
+        from recotorch.models.mf_update import update_factors
+
+        update_factors(self, rows, reg=reg, epochs=epochs, lr=lr)

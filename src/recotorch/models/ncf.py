@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from recotorch.core.maths import squash
 from recotorch.models.base import register
-from recotorch.models.gradient import RatingModel, squash
+from recotorch.models.gradient import RatingModel
 from recotorch.models.mf import RatingRange
 
 # Cells of the (users x items x hidden) tensor built per chunk when scoring whole catalogues.
@@ -71,6 +73,8 @@ class NeuralCF(RatingModel):
     """
 
     name = "ncf"
+    CAPABILITIES = frozenset({"similar_items", "item_vectors", "user_vectors"})
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"user_dim": 4, "item_dim": 4, "layers": (8,), "epochs": 1}
 
     def __init__(self, user_dim: int = 64, item_dim: int = 64, layers: Sequence[int] = (128,),
                  dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 8,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import torch
 
 from recotorch.data.interactions import Interactions
-from recotorch.models.base import Estimator, register
+from recotorch.models.base import Estimator, NewRows, register
 
 
 @register
@@ -23,6 +24,7 @@ class MostPopular(Estimator):
 
     name = "pop"
     task = "ranking"
+    CAPABILITIES = frozenset({"fold_in", "update"})
 
     def __init__(self, use_weights: bool = False) -> None:
         self.use_weights = use_weights
@@ -42,7 +44,23 @@ class MostPopular(Estimator):
         out[known] = self.popularity_[item_idx[known]]
         return out
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
+                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
+        """Nothing to fold in: every user gets the same scores (an empty representation, D = 0)."""
+        return torch.zeros(item_idx.shape[0], 0)
+
+    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.popularity_.expand(vectors.shape[0], -1).clone()
+
+    def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
+        """Counts (or weights) of the new rows added."""
+        i, r = rows.item_idx, rows.rating
+        weights = r if self.use_weights and r is not None else torch.ones(i.numel())
+        grown = torch.zeros(self.n_items)
+        grown[: rows.old_items] = self.popularity_
+        self.popularity_ = grown.index_add_(0, i, weights)
+
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {"popularity": self.popularity_}, {}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

@@ -13,10 +13,12 @@ defaults tuned for it); `make_model("ranking_mf", loss=...)` the general class.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
+from recotorch.core.device import resolve_device, seeded
+from recotorch.core.retrieval import RetrievalVectors
 from recotorch.data.interactions import Interactions
 from recotorch.data.sampling import NegativeSampler
 from recotorch.models.base import register
@@ -24,7 +26,6 @@ from recotorch.models.gradient import GradientEstimator
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import DotBias
 from recotorch.train.losses import bce_loss, bpr_loss, sampled_softmax_loss
-from recotorch.train.trainer import resolve_device, seeded
 
 Loss = Literal["bpr", "bce", "softmax"]
 Sampler = Literal["uniform", "popularity", "in_batch"]
@@ -50,6 +51,8 @@ class RankingMF(GradientEstimator):
 
     name = "ranking_mf"
     task = "ranking"
+    CAPABILITIES = frozenset({"retrieval_vectors", "similar_items", "item_vectors", "user_vectors"})
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "n_neg": 4}
 
     def __init__(self, loss: Loss = "softmax", dim: int = 64, n_neg: int = 128, sampler: Sampler = "popularity",
                  init_std: float = 0.1, epochs: int = 20, batch_size: int = 2048, lr: float = 2e-2,
@@ -144,12 +147,16 @@ class RankingMF(GradientEstimator):
     def user_vectors(self) -> torch.Tensor:
         return self.module_.user_factors.weight.detach().cpu()
 
+    def retrieval_vectors(self) -> RetrievalVectors:
+        return self.module_.retrieval_vectors()
+
 
 @register
 class BPRMF(RankingMF):
     """Bayesian personalised ranking (Rendle et al., 2009) on `DotBias`: `RankingMF(loss="bpr")`."""
 
     name = "bpr"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
     def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
                  init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,
@@ -164,6 +171,7 @@ class BCEMF(RankingMF):
     """The course's implicit MF: sigmoid + binary cross-entropy, positives 1, sampled negatives 0."""
 
     name = "bce"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
     def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
                  init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 
+from recotorch.core.topk import largest
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
 from recotorch.models.itemknn import HalfLifeUnit, ItemKNN, distinct_pairs, gram_blocks
@@ -26,6 +29,7 @@ class RP3beta(ItemKNN):
     """
 
     name = "rp3beta"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"neighbours": 10}
 
     def __init__(self, alpha: float = 0.5, beta: float = 0.6, neighbours: int = 200, device: str = "cpu",
                  half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
@@ -49,7 +53,7 @@ class RP3beta(ItemKNN):
             rows = torch.arange(block.shape[0], device=dev)
             block = block * source[start : start + block.shape[0], None] * target[None, :]
             block[rows, rows + start] = -torch.inf  # no self links
-            link, nbr = torch.topk(block, k, dim=1)
+            link, nbr = largest(block, k, dim=1)
             nbr_parts.append(nbr)
             link_parts.append(link.clamp(min=0.0))
         self._set_links(torch.cat(nbr_parts).cpu(), torch.cat(link_parts).cpu())

@@ -1,35 +1,39 @@
 """`Recommender`: the serving runtime over one loaded model (top-k, filters, fold-in, similar, predict).
 
+It composes the model: known users through `Estimator.recommend_indices`, pairs through
+`predict_indices`, similar items through `similar_items`, anonymous users through the model's
+fold-in (`recotorch.online.scores_for_history`, with its empty-history and demographic handling).
 Every answer is in raw ids with titles where the model's data had them. Filters (include /
-exclude lists, genre) become a boolean mask over the catalogue that is applied to the scores
-*before* top-k, so a filtered list is the best k of the allowed items, never a short list.
-Above `ann_threshold` items, models with a dot-product form retrieve through a FAISS index
-(see `recotorch.serve.index`); the candidates are then re-scored exactly by the model.
+exclude lists, genre) become a boolean mask over the catalogue applied to the scores *before*
+top-k, so a filtered list is the best k of the allowed items, never a short list. Ranking is
+`core.top_k` everywhere (ties: lower item index first). Above `ann_threshold` items, models with
+the "retrieval_vectors" capability retrieve candidates through a FAISS index (see
+`recotorch.serve.index`); the candidates are then re-scored exactly by the model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from recotorch.evaluate.metrics import top_k
+from recotorch.core.retrieval import RetrievalVectors
+from recotorch.core.topk import top_k
 from recotorch.models.base import Estimator
 from recotorch.serve.catalog import Catalog, IdMap, UnknownIdError
-from recotorch.serve.index import AnnIndex, dot_form, sample_queries
+from recotorch.serve.index import AnnIndex, sample_queries
 
 DEFAULT_ANN_THRESHOLD = 100_000
 log = logging.getLogger("recotorch.serve")
 
 
 class FoldInUnavailableError(RuntimeError):
-    """Anonymous recommendations need `recotorch.models.foldin` (the API answers 501)."""
+    """Anonymous recommendations need a model with the "fold_in" capability (the API answers 501)."""
 
 
 class Recommender:
@@ -41,13 +45,11 @@ class Recommender:
         self.model = model
         self.version = version
         self.users = IdMap(model.users_)
-        self._seen_ptr = model.seen_.indptr.numpy()  # slicing by tensor scalars costs ~0.1 ms a request
         popularity = torch.bincount(model.seen_.indices, minlength=model.n_items).numpy()
         self.catalog = Catalog(model.items_, model.item_features_, popularity)
         vectors = model.item_vectors()
         self._unit = None if vectors is None else torch.nn.functional.normalize(vectors.float(), dim=1)
-        self._own_similar = type(model).similar_items is not Estimator.similar_items
-        self.form = dot_form(model)  # scoring by one mat-vec instead of the model's generic path
+        self.form: RetrievalVectors | None = model.retrieval_vectors() if model.supports("retrieval_vectors") else None
         self.index: AnnIndex | None = None
         if self.form is not None and model.n_items >= ann_threshold:
             items = self.form.items.numpy()
@@ -64,15 +66,11 @@ class Recommender:
     @classmethod
     def load(cls, model_dir: str | Path, **options: Any) -> Recommender:
         """Load a model directory and build its runtime (and index, when the catalogue is large)."""
-        from recotorch.artifacts import load, read_meta
+        from recotorch.artifacts import load
 
-        model_dir = Path(model_dir)
-        model = load(model_dir)
-        meta = read_meta(model_dir)
-        weights = (model_dir / "weights.safetensors").stat()
-        tag = hashlib.sha256(f"{meta}|{weights.st_size}|{weights.st_mtime_ns}".encode()).hexdigest()[:8]
-        version = f"{model_dir.name}@{meta.get('saved', 'unknown')}-{tag}"  # two saves in one second still differ
-        return cls(model, version=version, index_dir=model_dir, **options)
+        model = load(model_dir)  # checked; records the version folder it read and its tag
+        # the index lives with the version it was built from: a later save retires both together
+        return cls(model, version=model.artifact_tag_, index_dir=model.artifact_version_, **options)
 
     # ---- describing ---------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -85,6 +83,11 @@ class Recommender:
 
     def _rows(self, idx: Sequence[int], scores: Sequence[float]) -> list[dict[str, Any]]:
         return [{**self.catalog.describe(i), "score": float(s)} for i, s in zip(idx, scores, strict=True)]
+
+    def _ranked(self, idx: torch.Tensor, vals: torch.Tensor) -> list[dict[str, Any]]:
+        """Rows of one ranked list (1-D), empty slots (-1) left out."""
+        keep = idx >= 0
+        return self._rows(idx[keep].tolist(), vals[keep].tolist())
 
     # ---- filters ------------------------------------------------------------------------
     def candidate_mask(self, include: list[Any] | None = None, exclude: list[Any] | None = None,
@@ -110,47 +113,25 @@ class Recommender:
         """Top-k for a known user, best first (fewer only when fewer items are allowed)."""
         u = self.users.index(user, "user")
         mask = self.candidate_mask(include, exclude, genre)
-        lo, hi = int(self._seen_ptr[u]), int(self._seen_ptr[u + 1])
-        seen = self.model.seen_.indices[lo:hi] if exclude_seen else None
-        if self.form is None:
-            return self._exact_generic(u, k, seen, mask)
-        cand = None
         if self.index is not None and not include:
-            cand = self._ann_candidates(u, k, seen, mask)
-        if cand is None:  # exact: one mat-vec over the catalogue, masked before top-k
-            inner = self.form.items @ self.form.users[u]  # (n_items,)
-            if seen is not None and seen.numel():
-                inner.index_fill_(0, seen, -torch.inf)
-            if mask is not None:
-                inner.masked_fill_(~mask, -torch.inf)
-            vals, idx = torch.topk(inner, min(k, inner.numel()))
-        else:  # exact inner products of the candidates, in item-index order so ties go to the lower index
-            vals = self.form.items[cand] @ self.form.users[u]
-            vals, order = torch.sort(vals, descending=True, stable=True)
-            vals, idx = vals[:k], cand[order[:k]]
-        keep = vals > -torch.inf
-        idx = idx[keep]
-        return self._rows(idx.tolist(), self.form.model_scores(u, vals[keep]).tolist())
+            cand = self._ann_candidates(u, k, exclude_seen, mask)
+            if cand is not None:  # exact model scores of the candidates, ties to the lower index
+                with torch.no_grad():
+                    vals = self.model.score(torch.full_like(cand, u), cand).float()
+                idx, top = top_k(vals[None], min(k, cand.numel()))
+                keep = idx[0] >= 0
+                return self._rows(cand[idx[0][keep]].tolist(), top[0][keep].tolist())
+        idx, vals = self.model.recommend_indices(torch.tensor([u]), k, exclude_seen=exclude_seen, mask=mask)
+        return self._ranked(idx[0], vals[0])
 
-    def _exact_generic(self, u: int, k: int, seen: torch.Tensor | None, mask: torch.Tensor | None,
-                       ) -> list[dict[str, Any]]:
-        rows = torch.tensor([u])
-        with torch.no_grad():
-            scores = self.model.score(rows).float()  # (1, n_items)
-        if mask is not None:
-            scores[:, ~mask] = -torch.inf
-        idx, vals = top_k(scores, k, exclude=self.model.seen_ if seen is not None else None, rows=rows)
-        keep = idx[0] >= 0
-        return self._rows(idx[0][keep].tolist(), vals[0][keep].tolist())
-
-    def _ann_candidates(self, u: int, k: int, seen: torch.Tensor | None, mask: torch.Tensor | None,
-                        ) -> torch.Tensor | None:
+    def _ann_candidates(self, u: int, k: int, exclude_seen: bool, mask: torch.Tensor | None) -> torch.Tensor | None:
         """Up to k allowed, unseen items from the index (sorted by index), or None to score exactly instead.
 
         The mask is applied inside the search (a FAISS ID selector); seen items are removed by
         over-fetching k + n_seen and filtering. If too few remain, the caller scores exactly.
         """
         assert self.index is not None and self.form is not None
+        seen = self.model.seen_.row(u) if exclude_seen else None
         n_seen = 0 if seen is None else seen.numel()
         fetch = k + n_seen
         allowed = None if mask is None else mask.numpy()
@@ -166,17 +147,16 @@ class Recommender:
     # ---- anonymous users ----------------------------------------------------------------
     def recommend_new_user(self, ratings: list[tuple[Any, float]] | None = None, liked: list[Any] | None = None,
                            k: int = 10, *, include: list[Any] | None = None, exclude: list[Any] | None = None,
-                           genre: str | None = None) -> list[dict[str, Any]]:
+                           genre: str | None = None, user_features: Mapping[str, Any] | None = None,
+                           ) -> list[dict[str, Any]]:
         """Top-k for a user known only by a few ratings or liked items (fold-in), each with a reason.
 
-        The history is folded into the frozen model (`recotorch.models.foldin`); the whole
+        The history is folded into the frozen model (its "fold_in" capability); the whole
         catalogue is scored, rated items and filtered-out items masked, then the top k taken.
+        `user_features` (age, gender, occupation) give a demographic prior where the model has one.
         """
-        try:
-            from recotorch.models.foldin import fold_in, new_user_scores
-        except ImportError as exc:
-            raise FoldInUnavailableError("recommendations for a new user need recotorch.models.foldin, "
-                                         "which this installation lacks") from exc
+        from recotorch.online.foldin import scores_for_history
+
         items = self.catalog.items
         raws = [r for r, _ in ratings] if ratings else list(liked or [])
         if not raws:
@@ -184,35 +164,26 @@ class Recommender:
         idx = items.indices(raws, "item")
         values = [float(v) for _, v in ratings] if ratings else self._liked_values(len(raws))
         mask = self.candidate_mask(include, exclude, genre)
-        try:
-            vector = fold_in(self.model, [items.raw(i) for i in idx.tolist()], values)
-        except TypeError as exc:  # a model kind fold-in does not cover
-            raise NotImplementedError(str(exc)) from exc
+        if not self.model.supports("fold_in"):
+            raise NotImplementedError(f"fold-in is not available for {type(self.model).__name__}")
+        history = torch.from_numpy(np.asarray(idx, dtype=np.int64))
         with torch.no_grad():
-            scores = new_user_scores(self.model, vector[None])[0].float().clone()  # (n_items,)
-        scores[torch.from_numpy(idx)] = -torch.inf
+            scores = scores_for_history(self.model, history, None if values is None else torch.tensor(values),
+                                        user_features=user_features).clone()
+        scores[history] = -torch.inf
         if mask is not None:
             scores.masked_fill_(~mask, -torch.inf)
-        vals, top = torch.topk(scores, min(k, scores.numel()))
-        keep = vals > -torch.inf
-        top, vals = top[keep], vals[keep]
+        top, vals = top_k(scores[None], min(k, scores.numel()))
+        keep = top[0] >= 0
+        top, vals = top[0][keep], vals[0][keep]
         rows = self._rows(top.tolist(), vals.tolist())
         self._add_reasons(rows, top, idx, values if ratings else None)
         return rows
 
     def _liked_values(self, n: int) -> list[float] | None:
-        """Ratings standing for "liked" items: the top of the scale for rating models, none (1) otherwise."""
-        if self.model.task != "rating":
-            return None
-        span = getattr(self.model, "rating_range_", None)
-        if span is None:
-            raise ValueError(f"{type(self.model).__name__} predicts ratings on an open scale: send 'ratings', "
-                             "not 'liked'")
-        lo, hi = span
-        if getattr(self.model, "rating_range", None) == "auto":  # (lo - s/4, hi + s/8) around the data's range
-            s = (hi - lo) / 1.375
-            hi = hi - s / 8
-        return [float(hi)] * n
+        """Ratings standing for "liked" items: the model's `liked_rating()` (None: ranking models)."""
+        value = self.model.liked_rating()
+        return None if value is None else [float(value)] * n
 
     def _add_reasons(self, rows: list[dict[str, Any]], ranked: torch.Tensor, rated: np.ndarray,
                      values: list[float] | None) -> None:
@@ -232,19 +203,12 @@ class Recommender:
 
     # ---- items --------------------------------------------------------------------------
     def similar(self, item: Any, k: int = 10) -> list[dict[str, Any]]:
-        """Items closest to `item` (cosine of item vectors, or the model's own notion of similarity)."""
+        """Items closest to `item`, by the model's own `similar_items` (cosine of item vectors by default)."""
         i = self.catalog.items.index(item, "item")
-        if self._own_similar:
-            recs = self.model.similar_items([self.catalog.items.raw(i)], k)
-            keep = recs.item_idx[0] >= 0
-            return self._rows(recs.item_idx[0][keep].tolist(), recs.scores[0][keep].tolist())
-        if self._unit is None:
+        if not self.model.supports("similar_items"):
             raise NotImplementedError(f"{type(self.model).__name__} has no item vectors to compare")
-        sims = (self._unit @ self._unit[i]).unsqueeze(0)  # (1, n_items)
-        sims[0, i] = -torch.inf
-        idx, vals = top_k(sims, max(1, min(k, self.model.n_items - 1)))
-        keep = idx[0] >= 0
-        return self._rows(idx[0][keep].tolist(), vals[0][keep].tolist())
+        recs = self.model.similar_items([self.catalog.items.raw(i)], k)
+        return self._ranked(recs.item_idx[0], recs.scores[0])
 
     def predict(self, pairs: list[tuple[Any, Any]], allow_unknown: bool = False) -> list[dict[str, Any]]:
         """Model scores of (user, item) pairs; unknown ids raise unless `allow_unknown` (then the fallback)."""
@@ -255,12 +219,9 @@ class Recommender:
             j = int((~known).nonzero()[0])
             kind, raw = ("user", pairs[j][0]) if u[j] < 0 else ("item", pairs[j][1])
             raise UnknownIdError(f"unknown {kind} id: {raw!r} (pair {j}); set allow_unknown for fallback values")
-        with torch.no_grad():
-            values = self.model._fallback(u, i).float() if not bool(known.all()) else torch.zeros(len(pairs))
-            if bool(known.any()):
-                values[known] = self.model.score(u[known], i[known]).float()
+        pred = self.model.predict_indices(u, i)
         return [{"user": p[0], "item": p[1], "prediction": float(v), "known": bool(kn)}
-                for p, v, kn in zip(pairs, values.tolist(), known.tolist(), strict=True)]
+                for p, v, kn in zip(pairs, pred.values.tolist(), known.tolist(), strict=True)]
 
     def search(self, query: str = "", limit: int = 20, offset: int = 0, genre: str | None = None) -> dict[str, Any]:
         total, idx = self.catalog.search(query, limit, offset, genre)

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from recotorch.core.device import resolve_device, seeded
 from recotorch.train.config import TrainConfig
 from recotorch.train.optimizers import make_optimizer
-from recotorch.train.trainer import BatchLoss, _common_length, resolve_device, seeded
+from recotorch.train.trainer import BatchLoss, _common_length
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from recotorch.core.device import resolve_device, seeded
 from recotorch.train import distributed
 from recotorch.train.config import TrainConfig
 from recotorch.train.optimizers import make_optimizer
@@ -27,22 +28,6 @@ Validate = Callable[[], float]
 FUSED_CHUNK_BATCHES = 64  # batches gathered at once by the fused path (8192-row batches: ~10 MB)
 # computes its own gradients and applies the optimiser's update; returns the batch loss
 FusedStep = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.optim.Optimizer], torch.Tensor]
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run a block with the RNGs seeded, restoring the caller's RNG state afterwards."""
-    devices = [device.index or 0] if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" picks CUDA when present; anything else is passed to `torch.device`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass
