@@ -382,6 +382,17 @@ def test_missing_column_suggests_the_closest_name(tmp_path):
     assert "did you mean 'user_id'?" in str(fails(pq, rating=None, timestamp=None))
 
 
+def test_a_wrong_separator_is_pointed_out(tmp_path):
+    err = fails(write(tmp_path, "ratings.csv", "user;item\n1;2\n"), sep=",", rating=None, timestamp=None)
+    assert "the header reads as one field: is the separator right (sep=...)?" in str(err)
+
+
+@pytest.mark.parametrize("sep", ["", '"', "\n", "a\r"])
+def test_impossible_separators_are_option_errors(tmp_path, sep):
+    with pytest.raises(OptionError, match="sep"):
+        read_interactions(write(tmp_path, "r.csv", "a,b\n1,2\n"), sep=sep)
+
+
 def test_two_roles_on_one_column_is_an_option_error(tmp_path):
     with pytest.raises(OptionError, match="item"):
         read_interactions(write(tmp_path, "r.csv", "a,b\n1,2\n"), user="a", item="a", rating=None, timestamp=None)
@@ -506,3 +517,5 @@ def test_read_columns(tmp_path):
     assert str(info.value) == "users.csv, line 4, column 'user': missing value"
     with pytest.raises(DataError, match="no data rows"):
         read_columns(write(tmp_path, "h.csv", "user\n"), ["user"])
+    with pytest.raises(OptionError, match="named twice"):
+        read_columns(path, ["user", "user"])

@@ -164,6 +164,8 @@ def read_columns(path: str | Path, columns: Sequence[str | int], *, sep: str | N
     path = Path(path)
     if not columns:
         raise OptionError("columns", "name at least one column")
+    if len(set(columns)) != len(columns):
+        raise OptionError("columns", f"a column is named twice: {list(columns)}")
     wanted = {f"c{k}": col for k, col in enumerate(columns)}
     with _open_source(path) as src:
         table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
@@ -330,8 +332,8 @@ def _header(src: _Source, head_info: tuple[str, str, int], sep: str | None,
             has_header: bool) -> tuple[list[str], str, int]:
     """(column names, separator, number of fields) from the first record."""
     _, head, lead = head_info
-    if sep == "":
-        raise OptionError("sep", "the separator cannot be empty")
+    if sep is not None and (sep == "" or any(c in sep for c in '\r\n"')):
+        raise OptionError("sep", f"cannot separate fields with {sep!r}")
     sep = sep or _SEP_BY_SUFFIX.get(src.suffix) or _sniff(src.path, head)
     rest = "\n".join(head.split("\n")[lead:])
     if len(sep) == 1:
@@ -450,6 +452,8 @@ def _no_column(role: str, col: str, header: Sequence[str]) -> str:
     by_case = [h for h in header if h.strip().lower() == col.strip().lower()]
     close = by_case or difflib.get_close_matches(col, list(header), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    if len(header) == 1 and any(c in header[0] for c in ",;\t|:"):
+        hint = "the header reads as one field: is the separator right (sep=...)? "
     shown = ", ".join(map(repr, header[:30])) + (", ..." if len(header) > 30 else "")
     if role in _ROLE_NAMES:
         none = f", or {role}=None if there is none" if role in ("rating", "timestamp") else ""
