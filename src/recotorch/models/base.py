@@ -260,6 +260,10 @@ class Estimator(ABC):
         """
         return torch.bincount(self.seen_.indices, minlength=self.n_items).float()
 
+    def output_range(self) -> tuple[float, float] | None:
+        """(lo, hi) the model's predictions are squashed onto (rating models with a sigmoid), else None."""
+        return None
+
     def liked_rating(self) -> float | None:
         """The rating standing for "liked" in a history without ratings: None (ranking models, which
         treat every given item as a positive); rating models give the top of their rating scale."""

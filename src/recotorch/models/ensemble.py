@@ -125,6 +125,9 @@ class Bagged(Estimator):
     def liked_rating(self) -> float | None:
         return self.members_[0].liked_rating()
 
+    def output_range(self) -> tuple[float, float] | None:
+        return self.members_[0].output_range()
+
     # ---- files ---------------------------------------------------------------------------
     def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors: dict[str, torch.Tensor] = {}

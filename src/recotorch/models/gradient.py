@@ -151,6 +151,9 @@ class RatingModel(GradientEstimator):
     def liked_rating(self) -> float | None:
         return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
 
+    def output_range(self) -> tuple[float, float] | None:
+        return self.rating_range_
+
     def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
 

@@ -229,6 +229,9 @@ class HybridMF(FactorFoldIn, GradientEstimator):
             return None
         return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
 
+    def output_range(self) -> tuple[float, float] | None:
+        return self.rating_range_
+
     rating_scale_: tuple[float, float] | None = None
 
     def __init__(self, task: Literal["rating", "ranking"] = "rating", dim: int = 50,

@@ -1,0 +1,161 @@
+"""The contract every registered model keeps, driven by the registry: a new model is covered by registering it.
+
+Each model class declares a tiny configuration in `TEST_PARAMS`; each capability it declares
+(`Estimator.capabilities()`) is exercised here.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from recotorch.data.interactions import Interactions
+from recotorch.errors import UnsupportedError
+from recotorch.models import MODELS, make_model
+from recotorch.models.base import CAPABILITY_NAMES
+from tests.conftest import planted_ratings
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+NAMES = sorted(MODELS)
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    train = planted_ratings(n_users=40, n_items=30, seed=1)
+    users = train.users.ids.to_list()
+    features = pl.DataFrame({"id": users, "age": [18 + (u * 7) % 40 for u in users],
+                             "gender": ["MF"[u % 2] for u in users], "occupation": ["ab"[u % 3 % 2] for u in users]})
+    return train.with_features(user_features=features)
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> dict:
+    return {}
+
+
+def _model(name: str, data: Interactions, cache: dict):
+    if name not in cache:
+        cache[name] = make_model(name, **MODELS[name].TEST_PARAMS).fit(data)
+    return cache[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_and_score_shapes(name, data, fitted):
+    model = _model(name, data, fitted)
+    users = torch.arange(5)
+    full = model.score(users)
+    assert full.shape == (5, model.n_items) and torch.isfinite(full).all()
+    pairs = model.score(users, torch.arange(5))
+    torch.testing.assert_close(pairs.float(), full[users, torch.arange(5)].float(), atol=1e-4, rtol=1e-4)
+    assert set(model.capabilities()) <= set(CAPABILITY_NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recommend_contract(name, data, fitted):
+    model = _model(name, data, fitted)
+    users = list(model.users_.ids[:4])
+    recs = model.recommend(users, k=5)
+    for row, user in enumerate(users):
+        idx = recs.item_idx[row]
+        filled = idx[idx >= 0]
+        seen = set(model.seen_.row(row).tolist())
+        assert filled.numel() == min(5, model.n_items - len(seen))
+        assert not seen & set(filled.tolist())
+        assert len(set(filled.tolist())) == filled.numel()
+        scores = recs.scores[row][: filled.numel()]
+        assert torch.all(scores[:-1] >= scores[1:])
+        assert model.users_.index([user])[0] == row
+    with pytest.raises(KeyError):
+        model.recommend(["no such user"], k=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_similar_items_when_supported(name, data, fitted):
+    model = _model(name, data, fitted)
+    item = model.items_.ids[0]
+    if not model.supports("similar_items"):
+        with pytest.raises(NotImplementedError):
+            model.similar_items([item], k=3)
+        return
+    recs = model.similar_items([item], k=3)
+    got = recs.item_ids(0)
+    assert item not in got and 0 < len(got) <= 3
+    with pytest.raises(KeyError):
+        model.similar_items(["no such item"], k=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip_and_determinism(name, data, fitted, tmp_path):
+    from recotorch.artifacts import load
+
+    model = _model(name, data, fitted)
+    back = load(model.save(tmp_path / name))
+    users = torch.arange(model.n_users)
+    torch.testing.assert_close(back.score(users), model.score(users), atol=0, rtol=0)
+    again = make_model(name, **MODELS[name].TEST_PARAMS).fit(data)
+    torch.testing.assert_close(again.score(users), model.score(users), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fold_in_when_supported(name, data, fitted):
+    model = _model(name, data, fitted)
+    idx = torch.tensor([[0, 1, 2], [3, 4, -1]])
+    values = torch.tensor([[5.0, 4.0, 2.0], [1.0, 3.0, 0.0]])
+    if not model.supports("fold_in"):
+        with pytest.raises(NotImplementedError):
+            model.fold_in(idx, values)
+        return
+    vectors = model.fold_in(idx, values)
+    assert vectors.shape[0] == 2
+    scores = model.score_new_users(vectors)
+    assert scores.shape == (2, model.n_items) and torch.isfinite(scores).all()
+    targets = torch.tensor([[0, 5, 7], [1, 2, 9]])
+    torch.testing.assert_close(model.score_new_user_pairs(vectors, targets).float(),
+                               scores.gather(1, targets).float(), atol=1e-4, rtol=1e-4)
+    cold = model.cold_scores()
+    assert cold.shape == (model.n_items,) and torch.isfinite(cold).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_retrieval_vectors_rank_like_the_model(name, data, fitted):
+    model = _model(name, data, fitted)
+    if not model.supports("retrieval_vectors"):
+        with pytest.raises(UnsupportedError):
+            model.retrieval_vectors()
+        return
+    form = model.retrieval_vectors()
+    for u in (0, 3):
+        inner = form.items @ form.users[u]
+        torch.testing.assert_close(form.model_scores(u, inner), model.score(torch.tensor([u]))[0].float(),
+                                   atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_when_supported(name, data, fitted, tmp_path):
+    from recotorch.artifacts import load
+    from recotorch.online.updates import update
+
+    model = _model(name, data, fitted)
+    frame = pl.DataFrame({"user": [5000, 5000, 1000], "item": ["i0", "new", "i3"], "rating": [4.0, 5.0, 2.0],
+                          "timestamp": [10**6, 10**6 + 1, 10**6 + 2]})
+    rows = Interactions.from_frame(frame, source="new")
+    src = model.save(tmp_path / "m")
+    if not model.supports("update"):
+        with pytest.raises(NotImplementedError):
+            update(src, rows, tmp_path / "m2")
+        return
+    child = load(update(src, rows, tmp_path / "m2"))
+    assert child.n_users == model.n_users + 1 and child.n_items == model.n_items + 1
+    assert torch.isfinite(child.score(torch.arange(child.n_users))).all()
+    recs = child.recommend([5000], k=3)
+    assert (recs.item_idx[0] >= 0).sum() == 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_explain_tensors_when_supported(name, data, fitted):
+    model = _model(name, data, fitted)
+    for capability, n in (("item_vectors", model.n_items), ("user_vectors", model.n_users),
+                          ("item_biases", model.n_items), ("user_biases", model.n_users)):
+        if model.supports(capability):
+            assert getattr(model, capability)().shape[0] == n
