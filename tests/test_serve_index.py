@@ -8,6 +8,7 @@ import torch
 
 pytest.importorskip("faiss")
 
+from recotorch.artifacts import resolve_version
 from recotorch.models import MatrixFactorization
 from recotorch.serve.index import AnnIndex, dot_form, exact_top_k, recall_at_k, sample_queries
 from recotorch.serve.recommender import Recommender
@@ -99,7 +100,7 @@ def test_index_is_cached_with_the_model(tmp_path):
     catalogue = synthetic_mf(50, 3_000, 8, seen_per_user=5, seed=5)
     catalogue.save(tmp_path / "m")
     first = Recommender.load(tmp_path / "m", ann_threshold=1000, save_index=True)
-    assert (tmp_path / "m" / "ann.faiss").is_file()
+    assert (resolve_version(tmp_path / "m") / "ann.faiss").is_file()  # stored with the version it belongs to
     again = Recommender.load(tmp_path / "m", ann_threshold=1000)
     assert again.index.info == first.index.info  # read back, not rebuilt
     with torch.no_grad():
@@ -108,6 +109,6 @@ def test_index_is_cached_with_the_model(tmp_path):
     import shutil
 
     for name in ("ann.faiss", "ann.json"):
-        shutil.copy(tmp_path / "m" / name, tmp_path / "m2" / name)
+        shutil.copy(resolve_version(tmp_path / "m") / name, resolve_version(tmp_path / "m2") / name)
     items = dot_form(catalogue).items.numpy()
-    assert AnnIndex.load_if_matching(tmp_path / "m2", items) is None  # other vectors: the stale index is ignored
+    assert AnnIndex.load_if_matching(resolve_version(tmp_path / "m2"), items) is None  # other vectors: ignored

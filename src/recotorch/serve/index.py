@@ -7,14 +7,17 @@ every item). ALS is a plain dot product. The index is IVF-Flat (inner product): 
 query scans the `nprobe` best cells. `nprobe` is tuned when the index is built: the smallest of
 1, 2, 3, 4, 6, 8, 12, ... whose recall@10 against exact scoring reaches `target_recall` on real users.
 
-An index can be written beside the model (`ann.faiss` + `ann.json`, keyed by a checksum of the
-item vectors) so a server start does not rebuild it.
+An index can be written into the model's current version folder (`ann.faiss` + `ann.json`: build
+info, a checksum of the item vectors it was built from and the SHA-256 of `ann.faiss`) so a server
+start does not rebuild it. On load a foreign or tampered index is refused with a warning and
+rebuilt: never served (see `AnnIndex.load_if_matching`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -29,6 +32,7 @@ import torch
 from recotorch.models.base import Estimator
 
 INDEX_FILE, INDEX_META = "ann.faiss", "ann.json"
+log = logging.getLogger("recotorch.serve")
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,7 @@ class AnnIndex:
 
     # ---- files --------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
-        """Write `ann.faiss` and `ann.json` into `directory`, each atomically."""
+        """Write `ann.faiss`, then `ann.json` (build info, the vectors' checksum, the file's SHA-256), atomically."""
         import faiss
 
         directory = Path(directory)
@@ -185,29 +189,99 @@ class AnnIndex:
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
+            digest = _file_sha256(Path(tmp))
             os.replace(tmp, directory / INDEX_FILE)
         finally:
             Path(tmp).unlink(missing_ok=True)
         meta = directory / INDEX_META
         tmp_meta = meta.with_name(f".{INDEX_META}.tmp{os.getpid()}")
-        tmp_meta.write_text(json.dumps(asdict(self.info), indent=1))
+        tmp_meta.write_text(json.dumps({**asdict(self.info), "file_sha256": digest}, indent=1))
         os.replace(tmp_meta, meta)
 
     @classmethod
     def load_if_matching(cls, directory: str | Path, items: np.ndarray) -> AnnIndex | None:
-        """The index saved in `directory` if it was built from exactly these item vectors, else None."""
-        import faiss
+        """The index saved in `directory` if it was built from exactly these item vectors, else None.
 
+        Refused (None, with a warning naming the file, so the caller rebuilds): a missing or unreadable
+        `ann.json`, an `ann.faiss` whose SHA-256 differs from the one recorded, an index built from other
+        vectors (by the recorded checksum, and by the vectors the index itself stores), and an index
+        whose items do not sit in the cell their quantizer assigns them (edited centroids).
+        """
         directory = Path(directory)
-        if not (directory / INDEX_FILE).is_file() or not (directory / INDEX_META).is_file():
+        if not (directory / INDEX_FILE).is_file() and not (directory / INDEX_META).is_file():
             return None
         try:
-            info = IndexInfo(**json.loads((directory / INDEX_META).read_text()))
-        except (ValueError, TypeError):
+            return cls._load_checked(directory, np.ascontiguousarray(items, dtype=np.float32))
+        except IndexMismatch as exc:
+            log.warning("not using the stored ANN index: %s; rebuilding it", exc)
             return None
-        if info.checksum != fingerprint(np.ascontiguousarray(items, dtype=np.float32)):
-            return None
-        return cls(faiss.read_index(str(directory / INDEX_FILE)), info)
+
+    @classmethod
+    def _load_checked(cls, directory: Path, items: np.ndarray) -> AnnIndex:
+        import faiss
+
+        index_file, meta_file = directory / INDEX_FILE, directory / INDEX_META
+        if not index_file.is_file() or not meta_file.is_file():
+            missing = index_file if not index_file.is_file() else meta_file
+            raise IndexMismatch(f"{missing} is missing")
+        try:
+            payload = json.loads(meta_file.read_text())
+            digest = payload.pop("file_sha256")
+            info = IndexInfo(**payload)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IndexMismatch(f"{meta_file} cannot be read ({type(exc).__name__}: {exc})") from None
+        if info.checksum != fingerprint(items) or (info.n_items, info.dim) != items.shape:
+            raise IndexMismatch(f"{meta_file}: the index was built from other item vectors than this model's")
+        if _file_sha256(index_file) != digest:
+            raise IndexMismatch(f"{index_file} does not match the SHA-256 in {INDEX_META} (edited or replaced)")
+        try:
+            index = faiss.read_index(str(index_file))
+            ivf = faiss.extract_index_ivf(index)
+        except RuntimeError as exc:
+            raise IndexMismatch(f"{index_file} cannot be read by FAISS: {str(exc).splitlines()[0]}") from None
+        if (index.ntotal, index.d, ivf.nlist) != (info.n_items, info.dim, info.nlist) \
+                or not 1 <= info.nprobe <= info.nlist:
+            raise IndexMismatch(f"{index_file}: {index.ntotal} vectors of dimension {index.d} in {ivf.nlist} cells, "
+                                f"{INDEX_META} says {info.n_items} x {info.dim} in {info.nlist} (nprobe {info.nprobe})")
+        stored, cell = _stored_vectors(ivf)
+        if not np.array_equal(stored, items):
+            raise IndexMismatch(f"{index_file} holds other vectors than this model's items")
+        _, assigned = ivf.quantizer.search(items, 1)
+        if not np.array_equal(assigned[:, 0], cell):
+            raise IndexMismatch(f"{index_file}: items are not in the cells of their nearest centroids")
+        return cls(index, info)
+
+
+class IndexMismatch(Exception):
+    """A stored index that must not be served (the message names the file)."""
+
+
+def _stored_vectors(ivf: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors by id (n, d), cell of each id (n,)) read from an IVF-Flat index's inverted lists."""
+    import faiss
+
+    n, d = ivf.ntotal, ivf.d
+    vectors, cell = np.full((n, d), np.nan, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+    lists = ivf.invlists
+    for c in range(ivf.nlist):
+        size = lists.list_size(c)
+        if size == 0:
+            continue
+        ids = faiss.rev_swig_ptr(lists.get_ids(c), size).copy()
+        codes = faiss.rev_swig_ptr(lists.get_codes(c), size * lists.code_size).copy()
+        if ids.min() < 0 or ids.max() >= n:
+            raise IndexMismatch(f"cell {c} holds item ids outside 0..{n - 1}")
+        vectors[ids] = codes.view(np.float32).reshape(size, d)
+        cell[ids] = c
+    return vectors, cell
+
+
+def _file_sha256(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _nprobe_steps(nlist: int) -> list[int]:
@@ -227,13 +301,14 @@ def sample_queries(users: torch.Tensor, n: int = 256, seed: int = 0) -> np.ndarr
 
 
 def build_index(model_dir: str | Path, model: Estimator | None = None, target_recall: float = 0.97) -> IndexInfo:
-    """Build the ANN index of a saved model and store it in its directory (for models with a dot form)."""
-    from recotorch.artifacts import load
+    """Build the ANN index of a saved model and store it with its current version (for models with a dot form)."""
+    from recotorch.artifacts import load, resolve_version
 
     model = model or load(model_dir)
+    version_dir = getattr(model, "artifact_version_", None) or resolve_version(model_dir)
     form = dot_form(model)
     if form is None:
         raise ValueError(f"{type(model).__name__} has no dot-product form; it is always scored exactly")
     index = AnnIndex.build(form.items.numpy(), sample_queries(form.users), target_recall=target_recall)
-    index.save(model_dir)
+    index.save(version_dir)
     return index.info
