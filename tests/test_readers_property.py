@@ -10,6 +10,7 @@ duplicates = records read), or raises `DataError`. Never any other exception.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import math
 import tempfile
@@ -66,7 +67,9 @@ def assert_valid(data: Interactions) -> None:
 # ---- arbitrary bytes -------------------------------------------------------------------------
 @SETTINGS
 @given(content=st.one_of(st.binary(min_size=0, max_size=400),
-                         st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass"))),
+                         st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                         st.text(",;\t\n0123456789.-e\"ab", max_size=300).map(lambda t: gzip.compress(t.encode())),
+                         st.binary(max_size=200).map(lambda b: gzip.compress(b)[: max(1, len(b) // 2)])),
        name=st.sampled_from(["r.csv", "r.tsv", "r.txt", "r.dat", "r.csv.gz"]),
        has_header=st.booleans(), implicit=st.booleans())
 def test_arbitrary_bytes(folder, content, name, has_header, implicit):
