@@ -18,6 +18,8 @@ from tests.helpers.server import ServerProcess
 from tests.helpers.synthetic import toy_catalogue
 
 USERS = list(range(1, 21))
+TOKEN_ENV = {"RECOTORCH_ADMIN_TOKEN": "s3cret"}
+AUTH = {"Authorization": "Bearer s3cret"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def test_reload_is_atomic_under_load(root):
     seen_versions: set[str] = set()
     problems: list[str] = []
     stop = threading.Event()
-    with ServerProcess(root / "a", "--store", "none", "--models-root", str(root)) as server:
+    with ServerProcess(root / "a", "--store", "none", "--models-root", str(root), env=TOKEN_ENV) as server:
 
         def client(c: int) -> None:
             with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -73,10 +75,10 @@ def test_reload_is_atomic_under_load(root):
         try:
             for name in ("b", "a", "b", "a", "b"):
                 time.sleep(0.3)
-                got = httpx.post(server.url + "/admin/reload", json={"model": name}, timeout=60)
+                got = httpx.post(server.url + "/admin/reload", json={"model": name}, headers=AUTH, timeout=60)
                 assert got.status_code == 200, got.text
                 assert got.json()["model"].startswith(f"{name}@")
-            broken = httpx.post(server.url + "/admin/reload", json={"model": "broken"}, timeout=60)
+            broken = httpx.post(server.url + "/admin/reload", json={"model": "broken"}, headers=AUTH, timeout=60)
             assert broken.status_code == 422 and "still serving b@" in broken.json()["detail"]
             time.sleep(0.3)
         finally:
@@ -110,9 +112,17 @@ def test_sighup_reloads_the_directory_in_place(root, tmp_path):
 
 
 def test_reload_needs_a_root_and_the_token(root):
-    with ServerProcess(root / "a", "--store", "none") as server:
-        got = httpx.post(server.url + "/admin/reload", json={"model": "b"})
+    with ServerProcess(root / "a", "--store", "none", env=TOKEN_ENV) as server:
+        got = httpx.post(server.url + "/admin/reload", json={"model": "b"}, headers=AUTH)
         assert got.status_code == 403 and "--models-root" in got.json()["detail"]
+    with ServerProcess(root / "a", "--store", "none", "--models-root", str(root),
+                       env={"RECOTORCH_ADMIN_TOKEN": ""}) as server:  # no token: admin is off, not open
+        got = httpx.post(server.url + "/admin/reload", json={"model": "b"})
+        assert got.status_code == 403 and "--admin-token" in got.json()["detail"]
+    with ServerProcess(root / "a", "--store", "none", "--models-root", str(root), "--no-admin-auth",
+                       env={"RECOTORCH_ADMIN_TOKEN": ""}) as server:  # the explicit opt-out, with a warning
+        assert httpx.post(server.url + "/admin/reload", json={"model": "b"}, timeout=60).status_code == 200
+        assert "warning: --no-admin-auth" in server.output()
     with ServerProcess(root / "a", "--store", "none", "--models-root", str(root),
                        env={"RECOTORCH_ADMIN_TOKEN": "s3cret"}) as server:
         assert httpx.post(server.url + "/admin/reload", json={"model": "b"}).status_code == 401
