@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -385,12 +385,25 @@ class Estimator(ABC):
     # ---- files --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write a model directory atomically (see `recotorch.artifacts`); returns its path."""
-        from recotorch.artifacts import save
-
-        return save(self, path)
+        return _storage()[0](self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Estimator:
-        from recotorch.artifacts import load
+        return _storage()[1](path)
 
-        return load(path)
+
+_STORAGE: list[tuple[Callable[[Estimator, str | Path], Path], Callable[[str | Path], Estimator]]] = []
+
+
+def register_storage(save: Callable[[Estimator, str | Path], Path], load: Callable[[str | Path], Estimator]) -> None:
+    """Install the functions behind `Estimator.save`/`load` (`recotorch.artifacts` registers its own), so
+    that models never import the layer that writes model directories."""
+    _STORAGE[:] = [(save, load)]
+
+
+def _storage() -> tuple[Callable[[Estimator, str | Path], Path], Callable[[str | Path], Estimator]]:
+    if not _STORAGE:  # until artifacts registers itself (integration): the one models -> artifacts edge
+        from recotorch.artifacts import load, save
+
+        register_storage(save, load)
+    return _STORAGE[0]

@@ -22,7 +22,7 @@ from torch import nn
 from recotorch.core.device import seeded
 from recotorch.core.maths import squash
 from recotorch.core.topk import top_k
-from recotorch.data.demographics import age_band_expr
+from recotorch.data.demographics import DEMOGRAPHIC_GROUPS, age_band_expr
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.sampling import NegativeSampler
 from recotorch.data.vocab import Vocab
@@ -44,7 +44,7 @@ __all__ = ["HybridMF", "HybridNet", "item_tokens", "user_tokens"]
 STOPWORDS = frozenset(("the", "a", "an", "of", "and", "in", "on", "to", "for", "with", "from", "at", "by", "is",
                        "it", "its", "de", "la", "le", "les", "el", "der", "die", "das"))
 ITEM_GROUPS = ("genres", "year", "title")
-USER_GROUPS = ("age", "gender", "occupation")
+USER_GROUPS = DEMOGRAPHIC_GROUPS
 
 
 # ---- features -----------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class Recommender:
         self.model = model
         self.version = version
         self.users = IdMap(model.users_)
+        self._seen_ptr = model.seen_.indptr.numpy()  # slicing by tensor scalars costs ~0.1 ms a request
         popularity = torch.bincount(model.seen_.indices, minlength=model.n_items).numpy()
         self.catalog = Catalog(model.items_, model.item_features_, popularity)
         vectors = model.item_vectors()
@@ -131,7 +132,8 @@ class Recommender:
         over-fetching k + n_seen and filtering. If too few remain, the caller scores exactly.
         """
         assert self.index is not None and self.form is not None
-        seen = self.model.seen_.row(u) if exclude_seen else None
+        lo, hi = int(self._seen_ptr[u]), int(self._seen_ptr[u + 1])
+        seen = self.model.seen_.indices[lo:hi] if exclude_seen else None
         n_seen = 0 if seen is None else seen.numel()
         fetch = k + n_seen
         allowed = None if mask is None else mask.numpy()
