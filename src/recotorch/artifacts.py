@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -78,6 +79,7 @@ FAULT_ENV = "RECOTORCH_FAULT"
 FAULT_STEPS = ("weights", "users", "items", "item_features", "user_features", "model", "before-swap",
                "pointer-written", "after-swap", "cleanup")
 MAX_ABS = 1e15  # no fitted float is this large; beyond it scores overflow float32
+log = logging.getLogger("recotorch.artifacts")
 
 
 class NotAModelError(InputFileError, FileNotFoundError):
@@ -260,15 +262,21 @@ def _cleanup(path: Path, keep: str) -> None:
         leftover = (entry.is_dir() and VERSION_RE.match(entry.name) and entry.name != keep) or \
                    (entry.is_file() and POINTER_TMP_RE.match(entry.name))
         if leftover:
-            _remove_tree(entry, fault=first)
+            _remove_quietly(entry, fault=first)
             first = False
     for name in FLAT_FILES:  # a converted flat-layout directory: its files are recotorch's own
         if (path / name).is_file() and not (path / name).is_symlink():
-            (path / name).unlink()
-            if first:
-                _fault("cleanup")
-                first = False
+            _remove_quietly(path / name, fault=first)
+            first = False
     _fsync_dir(path)
+
+
+def _remove_quietly(entry: Path, fault: bool) -> None:
+    """Remove a leftover; failing (permissions, a server writing its index there) only warns: the next save retries."""
+    try:
+        _remove_tree(entry, fault=fault)
+    except OSError as exc:
+        log.warning("could not remove %s (%s); the next save will try again", entry, exc.strerror or exc)
 
 
 def _remove_tree(entry: Path, fault: bool = False) -> None:
@@ -285,7 +293,7 @@ def _remove_tree(entry: Path, fault: bool = False) -> None:
         if fault:
             _fault("cleanup")
             fault = False
-    entry.rmdir()
+    shutil.rmtree(entry)  # whatever appeared meanwhile (an index a server stored) goes with its version
 
 
 @contextlib.contextmanager
