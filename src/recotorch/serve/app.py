@@ -293,8 +293,10 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
             previous, fresh = state.reload(target)
         except RecotorchError as exc:  # a broken model directory: keep serving the current model
             log.warning("reload of %s refused: %s", target, exc)
-            raise HTTPException(422, f"model {body.model!r} could not be loaded ({exc}); "
-                                f"still serving {state.recommender.version}") from exc
+            raise RequestValidationError([{
+                "type": "corrupt_model", "loc": ("body", "model"),
+                "msg": f"still serving {state.recommender.version}: model {body.model!r} could not be loaded ({exc})"},
+            ]) from exc
         return {"model": fresh.version, "previous": previous, "load_seconds": fresh.load_seconds}
 
     return app

@@ -77,6 +77,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         if status == 500:
             return await unexpected(request, exc)
+        if status == 422:  # the documented shape of every 422: a list of {loc, msg, type}
+            loc = [exc.option] if isinstance(exc, OptionError) else []
+            return JSONResponse({"detail": [{"loc": loc, "msg": str(exc)[:MAX_DETAIL], "type": "value_error"}]},
+                                status_code=422)
         return JSONResponse({"detail": str(exc)[:MAX_DETAIL]}, status_code=status)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
