@@ -1,4 +1,6 @@
-"""The shared contract every top-N (implicit-feedback) model meets, on planted block data."""
+"""Top-N (implicit-feedback) models on planted block data: each ranks its block first, similar items
+come from the same block; the shared contract of every registered model is tests/test_model_contract.py,
+repeated here only for option VARIANTS its tiny configurations do not reach."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ FACTORIES = {
     "softmax_in_batch": lambda: RankingMF(loss="softmax", sampler="in_batch", **_FAST),
 }
 PERSONAL = [name for name in FACTORIES if name != "pop"]
+# options of registered models that the contract test's tiny configurations do not exercise
+VARIANTS = ["itemknn_bm25", "als_cholesky", "softmax", "softmax_in_batch"]
 
 
 def planted_blocks(seed: int = 0) -> tuple[Interactions, dict[int, str]]:
@@ -89,7 +93,7 @@ def test_most_popular_can_sum_weights():
     assert MostPopular().fit(data).recommend([3], k=1).item_ids(0) == ["a"]
 
 
-@pytest.mark.parametrize("name", list(FACTORIES))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_pair_scores_match_full_catalogue_scores(fitted, name):
     model = fitted[name][0]
     users = torch.tensor([0, 3, 7, 3, 59])
@@ -99,7 +103,7 @@ def test_pair_scores_match_full_catalogue_scores(fitted, name):
     torch.testing.assert_close(model.score(users, items), full[torch.arange(5), items], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(FACTORIES))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_save_load_round_trip_gives_identical_recommendations(fitted, name, tmp_path):
     model, _, held = fitted[name]
     users = sorted(held)[:15]
@@ -111,7 +115,7 @@ def test_save_load_round_trip_gives_identical_recommendations(fitted, name, tmp_
     torch.testing.assert_close(before.scores, after.scores)
 
 
-@pytest.mark.parametrize("name", list(FACTORIES))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_recommend_excludes_seen_items_never_repeats_and_refuses_unknown_users(fitted, name):
     model, _, held = fitted[name]
     users = sorted(held)
@@ -126,7 +130,7 @@ def test_recommend_excludes_seen_items_never_repeats_and_refuses_unknown_users(f
         model.recommend(["nobody"], k=5)
 
 
-@pytest.mark.parametrize("name", list(FACTORIES))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_unknown_ids_get_the_fallback(fitted, name):
     model = fitted[name][0]
     pred = model.predict([1000, -5, -5], ["i0", "i0", "nope"])

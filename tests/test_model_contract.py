@@ -6,6 +6,7 @@ Each model class declares a tiny configuration in `TEST_PARAMS`; each capability
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -91,10 +92,28 @@ def test_save_load_round_trip_and_determinism(name, data, fitted, tmp_path):
 
     model = _model(name, data, fitted)
     back = load(model.save(tmp_path / name))
+    assert type(back) is type(model) and back.get_params() == model.get_params()
     users = torch.arange(model.n_users)
     torch.testing.assert_close(back.score(users), model.score(users), atol=0, rtol=0)
+    assert torch.equal(back.recommend(list(model.users_.ids[:5]), k=5).item_idx,
+                       model.recommend(list(model.users_.ids[:5]), k=5).item_idx)
+    state = torch.random.get_rng_state()
     again = make_model(name, **MODELS[name].TEST_PARAMS).fit(data)
+    assert torch.equal(state, torch.random.get_rng_state())  # fitting leaves the global RNG alone
     torch.testing.assert_close(again.score(users), model.score(users), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_ids_get_the_fallback_and_are_flagged(name, data, fitted):
+    model = _model(name, data, fitted)
+    user, item = model.users_.ids[0], model.items_.ids[0]
+    pred = model.predict([user, -5, -5], [item, item, "nope"])
+    assert pred.known.tolist() == [True, False, False] and pred.n_fallback == 2
+    assert np.isfinite(pred.values).all()
+    if model.task == "rating":  # both unknown: near the global mean
+        assert abs(pred.values[2] - float(data.rating.mean())) < 1.0
+    else:
+        assert pred.values[2] == 0.0
 
 
 @pytest.mark.parametrize("name", NAMES)
