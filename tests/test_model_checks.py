@@ -318,3 +318,14 @@ def test_item_item_model_with_wrong_vocabulary_is_refused(tmp_path):
     resign(tmp_path / "ease")
     with pytest.raises(CorruptModelError, match=r"items\.json|weights\.safetensors"):
         artifacts.load(tmp_path / "ease")
+
+
+def test_a_path_that_is_no_model_directory_is_one_clear_error(tmp_path):
+    from recotorch.errors import InputFileError
+
+    (tmp_path / "ratings.csv").write_text("user,item\n1,2\n")
+    (tmp_path / "folder").mkdir()
+    for path in (tmp_path / "missing", tmp_path / "ratings.csv", tmp_path / "folder"):
+        with pytest.raises(InputFileError, match="model directory") as info:
+            artifacts.load(path)
+        assert isinstance(info.value, FileNotFoundError) and str(path) in str(info.value)

@@ -362,7 +362,11 @@ def _resolve(path: Path) -> tuple[Path, str | None]:
         return vdir, payload[META]
     if (path / META).is_file():
         return path, None
-    if path.is_dir() and any(VERSION_RE.match(p.name) for p in path.iterdir()):
+    try:
+        holds_versions = path.is_dir() and any(VERSION_RE.match(p.name) for p in path.iterdir())
+    except OSError:  # unreadable folder: say what it is not, below
+        holds_versions = False
+    if holds_versions:
         raise CorruptModelError(pointer, "is missing: the directory holds versions but no pointer to one")
     if not path.exists():
         raise NotAModelError(f"{path}: no such model directory")
