@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import recotorch as rt
+from recotorch.core.device import seeded
 from recotorch.data.interactions import Interactions
 from recotorch.models.mf import DotBias
 from recotorch.train.config import TrainConfig
@@ -15,7 +16,7 @@ from recotorch.train.fast_mf import FusedDotBiasStep
 from recotorch.train.losses import mse_loss
 from recotorch.train.optimizers import RowSparseAdam, RowWiseAdagrad
 from recotorch.train.ordering import UserBlocks
-from recotorch.train.trainer import Trainer, seeded
+from recotorch.train.trainer import Trainer
 from tests.conftest import planted_ratings
 
 
