@@ -14,8 +14,10 @@ import pytest
 
 import recotorch as rt
 
+HANG_GUARD = 1800  # seconds: a guard against a hung process, not a speed requirement
 
-def run_cli(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+
+def run_cli(*args: str, check: bool = True, timeout: float = HANG_GUARD) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "recotorch", *args], capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
@@ -36,6 +38,7 @@ def u1(ml100k_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     return paths[0], paths[1]
 
 
+@pytest.mark.slow
 def test_fit_predict_evaluate_round_trip(u1, tmp_path):
     train, test = u1
     proc = run_cli("fit", str(train), "--model", "mf", "--out", str(tmp_path / "mf"))
@@ -55,6 +58,7 @@ def test_fit_predict_evaluate_round_trip(u1, tmp_path):
     assert "RMSE" in proc.stdout
 
 
+@pytest.mark.slow
 def test_implicit_fit_recommend_and_similar(u1, tmp_path):
     train, _ = u1
     model_dir = tmp_path / "ease"
@@ -76,7 +80,7 @@ def test_implicit_fit_recommend_and_similar(u1, tmp_path):
     proc = run_cli("similar", str(model_dir), "50", "--k", "5")
     assert proc.stdout.count("\n") >= 5
     proc = run_cli("fit", str(train), "--model", "mf", "--half-life", "0.2", "--out", str(tmp_path / "x"), check=False)
-    assert proc.returncode != 0 and "half_life" in proc.stderr
+    assert proc.returncode == 2 and "--half-life" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_synth_writes_a_log_that_fits_with_the_fast_settings(tmp_path):
@@ -116,9 +120,10 @@ def test_bad_file_gives_a_clear_error_and_writes_nothing(tmp_path):
 
 def test_unknown_option_for_a_model_is_refused(u1, tmp_path):
     proc = run_cli("fit", str(u1[0]), "--model", "bias", "--dim", "8", "--out", str(tmp_path / "m"), check=False)
-    assert proc.returncode == 2 and "does not take ['dim']" in proc.stderr
+    assert proc.returncode == 2 and "--model bias does not take --dim" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_fit_resumes_to_the_same_model(u1, tmp_path, sig):
     train, test = u1
@@ -128,12 +133,12 @@ def test_interrupted_fit_resumes_to_the_same_model(u1, tmp_path, sig):
     checkpoint = tmp_path / "resumed.checkpoint" / "checkpoint.pt"
     proc = subprocess.Popen([sys.executable, "-m", "recotorch", *args, "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_GUARD
     while not checkpoint.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     assert checkpoint.exists(), "no checkpoint appeared"
     os.kill(proc.pid, sig)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=HANG_GUARD)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
     assert not out.exists()  # nothing half-written where the model goes
@@ -149,8 +154,9 @@ def test_interrupted_fit_resumes_to_the_same_model(u1, tmp_path, sig):
     assert (abs(pa - pb) < 1e-5).all()
 
 
+@pytest.mark.slow
 def test_quickstart_trains_compares_and_saves(ml100k_dir, tmp_path):
-    proc = run_cli("quickstart", "--data", str(ml100k_dir), "--out", str(tmp_path / "qs"), timeout=120)
+    proc = run_cli("quickstart", "--data", str(ml100k_dir), "--out", str(tmp_path / "qs"))
     for label in ("global mean", "user+item bias", "MatrixFactorization", "NeuralCF", "RMSE"):
         assert label in proc.stdout
     assert "local copy" in proc.stdout

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recotorch.evaluate.protocol import Report
+from recotorch.outputs import write_file_atomic
 from recotorch.train.trainer import History
 
 
@@ -32,9 +33,10 @@ def plot_learning_curves(histories: Mapping[str, History], path: str | Path) -> 
             ax.legend()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:  # written beside the target and renamed over it: never half a file
+        write_file_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -47,6 +49,6 @@ def write_report(path: str | Path, title: str, intro: list[str], reports: list[R
     for caption, image in images.items():
         lines += [f"![{caption}]({image})", ""]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    text = "\n".join(lines)
+    write_file_atomic(path, lambda tmp: tmp.write_text(text))
     return path

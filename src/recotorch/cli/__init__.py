@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
-from recotorch.cli import explain, quickstart, ranking, rating, serve, synth
+from recotorch.cli import boundary, explain, quickstart, ranking, rating, serve, synth
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Recommender systems in PyTorch: fit, evaluate, recommend, explain, serve.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Recommender systems in PyTorch: fit, evaluate, recommend, explain, serve.\n\n"
+         "Output files are never overwritten unless you pass --overwrite, and never when they are "
+         "an input; a model directory (--out of fit) may only be a new or empty folder or an "
+         "existing recotorch model. A mistake in a file or option is one line naming it (exit 2); "
+         "anything else is a bug (exit 1; run with --debug for the traceback).")
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full Python traceback of an error.")] = False,
+) -> None:
+    boundary.DEBUG = debug
+
+
 app.command("quickstart")(quickstart.quickstart)
 app.command("fit")(rating.fit)
 app.command("predict")(rating.predict)
@@ -21,4 +38,5 @@ app.command("synth")(synth.synth)
 
 
 def main() -> None:
-    app()
+    """Entry point of `recotorch` and `python -m recotorch`: every verb behind one error boundary."""
+    sys.exit(boundary.run(app))

@@ -1,10 +1,8 @@
-"""Pieces the CLI verbs share: column options, reading files, errors as messages, atomic writes."""
+"""Pieces the CLI verbs share: column options, reading the user's files, consoles."""
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +12,9 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from recotorch.data.errors import DataError
 from recotorch.data.interactions import Interactions
-from recotorch.data.readers import read_interactions
+from recotorch.data.readers import file_columns, read_columns, read_interactions
+from recotorch.errors import InputFileError
 
 console = Console(stderr=True)
 out = Console()
@@ -26,51 +24,45 @@ UserCol = Annotated[str, typer.Option("--user-col", help="Column of user ids.")]
 ItemCol = Annotated[str, typer.Option("--item-col", help="Column of item ids.")]
 RatingCol = Annotated[str, typer.Option("--rating-col", help="Column of ratings / weights ('' for none).")]
 TimeCol = Annotated[str, typer.Option("--time-col", help="Column of timestamps (used when present).")]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace output files that already exist (never an input file).")]
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn expected failures (bad files, bad options) into a one-line message and exit code 2."""
-    try:
-        yield
-    except (DataError, FileNotFoundError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        console.print(f"[bold red]error:[/] {message}", highlight=False)
-        raise typer.Exit(2) from exc
+    """Kept for callers not yet updated: errors are handled once, in `recotorch.cli.boundary`."""
+    yield
 
 
-def file_columns(path: Path) -> list[str]:
-    """Header names of a CSV/TSV/Parquet file (cheap: reads no rows)."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return list(pl.read_parquet_schema(path))
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    return pl.read_csv(path, n_rows=0, separator=sep).columns
+def warn(message: str) -> None:
+    """One plain line on stderr (no markup, no wrapping)."""
+    sys.stderr.write(message + "\n")
 
 
 def read_table(path: Path, user: str, item: str, rating: str | None, time: str | None,
                *, rating_optional: bool = True) -> Interactions:
     """Read interactions with the CLI's column options; a default time/rating column may be absent."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    columns = file_columns(path)
-    if time and time not in columns and time == "timestamp":
+    names = file_columns(path)
+    if time and time == "timestamp" and time not in names:
         time = None
-    if rating and rating not in columns and rating_optional and rating == "rating":
+    if rating and rating_optional and rating == "rating" and rating not in names:
         rating = None
     return read_interactions(path, user=user, item=item, rating=rating or None, timestamp=time or None)
 
 
-def write_csv_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write next to the target and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.write_csv(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def read_id_columns(path: Path, options: dict[str, str]) -> pl.DataFrame:
+    """The id column(s) of a pairs/users file in file order; refused when it has no rows.
+
+    `options` maps each column to the CLI option that chose it (named when the column is missing).
+    """
+    names = file_columns(path)
+    for column, option in options.items():
+        if column not in names:
+            raise InputFileError(f"{path}: no column {column!r} (choose it with {option}); the file has {names}")
+    frame = read_columns(path, list(options))
+    if frame.is_empty():
+        raise InputFileError(f"{path}: has no rows (expected ids in column(s) {list(options)})")
+    return frame
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:

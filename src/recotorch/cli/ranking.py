@@ -10,7 +10,10 @@ import polars as pl
 import torch
 import typer
 
-from recotorch.cli.common import UserCol, console, file_columns, out, user_errors, write_csv_atomic
+from recotorch.cli import targets
+from recotorch.cli.checks import positive
+from recotorch.cli.common import Overwrite, UserCol, out, read_id_columns, warn
+from recotorch.errors import OptionError, UnknownIdError
 from recotorch.models.base import Estimator
 
 
@@ -24,29 +27,33 @@ def recommend(
     fallback: Annotated[str, typer.Option(help="For unknown users: 'error' or 'popular'.")] = "error",
     batch_size: Annotated[int | None, typer.Option(
         help="Users scored per chunk (bounds memory; default: about 16M scores per chunk).")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Top-k items for each user over the whole catalogue; seen items are excluded by default."""
     from recotorch.artifacts import load
 
-    with user_errors():
-        if fallback not in ("error", "popular"):
-            raise ValueError(f"--fallback must be 'error' or 'popular', got {fallback!r}")
-        model = load(model_dir)
-        wanted = _read_users(users, user_col) if users else model.users_.ids
-        known = torch.from_numpy(model.users_.index(wanted)) >= 0
-        unknown = wanted.filter(pl.Series(~known.numpy()))
-        if len(unknown) and fallback == "error":
-            raise KeyError(f"{len(unknown)} unknown user id(s), e.g. {unknown.head(5).to_list()}; "
-                           "use --fallback popular to answer them with the most popular items")
-        recs = model.recommend(wanted.filter(pl.Series(known.numpy())), k=k, exclude_seen=not include_seen,
-                               batch_size=batch_size)
-        frame = recs.to_frame()
-        if len(unknown):
-            frame = pl.concat([frame, _popular(model, unknown, k, frame.schema)])
-        write_csv_atomic(frame, out_file)
+    if fallback not in ("error", "popular"):
+        raise OptionError("--fallback", f"must be 'error' or 'popular', got {fallback!r}")
+    positive("--batch-size", batch_size)
+    targets.output_file(out_file, inputs=[users] if users else [], overwrite=overwrite, models=[model_dir])
+    model = load(model_dir)
+    wanted = read_id_columns(users, {user_col: "--user-col"})[user_col].unique(maintain_order=True).alias(
+        "user") if users else model.users_.ids
+    known = torch.from_numpy(model.users_.index(wanted)) >= 0
+    unknown = wanted.filter(pl.Series(~known.numpy()))
+    if len(unknown) and fallback == "error":
+        raise UnknownIdError(f"{users}: {len(unknown)} user id(s) the model does not know, e.g. "
+                             f"{unknown.head(5).to_list()}; use --fallback popular to answer them with the "
+                             "most popular items")
+    recs = model.recommend(wanted.filter(pl.Series(known.numpy())), k=k, exclude_seen=not include_seen,
+                           batch_size=batch_size)
+    frame = recs.to_frame()
     if len(unknown):
-        console.print(f"[yellow]note:[/] {len(unknown):,} unknown user(s) got the most popular items")
-    out.print(f"wrote {len(frame):,} recommendations for {len(wanted):,} users -> {out_file}")
+        frame = pl.concat([frame, _popular(model, unknown, k, frame.schema)])
+    targets.write_csv(frame, out_file)
+    if len(unknown):
+        warn(f"note: {len(unknown):,} unknown user(s) got the most popular items")
+    out.print(f"wrote {len(frame):,} recommendations for {len(wanted):,} users -> {out_file}", highlight=False)
 
 
 def similar(
@@ -54,20 +61,26 @@ def similar(
     item: Annotated[str, typer.Argument(help="Item id.")],
     k: Annotated[int, typer.Option(help="How many similar items.", min=1, max=10_000)] = 10,
     out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Also write them to this CSV.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Items most similar to ITEM (cosine of item vectors, or the model's item-item weights)."""
     from recotorch.artifacts import load
     from recotorch.explain.embeddings import item_labels
 
-    with user_errors():
-        model = load(model_dir)
-        raw = int(item) if model.items_.is_integer and item.lstrip("-").isdigit() else item
-        recs = model.similar_items([raw], k=k)
-        frame = recs.to_frame().drop("user")
-        titles = item_labels(model).gather(model.items_.index(frame["item"]))
-        frame = frame.with_columns(titles.alias("title")).select("rank", "item", "title", "score")
-        if out_file is not None:
-            write_csv_atomic(frame, out_file)
+    if out_file is not None:
+        targets.output_file(out_file, overwrite=overwrite, models=[model_dir])
+    model = load(model_dir)
+    if model.items_.is_integer and not item.lstrip("-").isdigit():
+        raise UnknownIdError(f"item {item!r} is not in the model {model_dir} (its item ids are integers)")
+    raw = int(item) if model.items_.is_integer else item
+    if int(model.items_.index([raw])[0]) < 0:
+        raise UnknownIdError(f"item {item!r} is not in the model {model_dir}")
+    recs = model.similar_items([raw], k=k)
+    frame = recs.to_frame().drop("user")
+    titles = item_labels(model).gather(model.items_.index(frame["item"]))
+    frame = frame.with_columns(titles.alias("title")).select("rank", "item", "title", "score")
+    if out_file is not None:
+        targets.write_csv(frame, out_file)
     from rich.table import Table
 
     table = Table(title=f"Items similar to {item} ({item_labels(model)[int(model.items_.index([raw])[0])]})")
@@ -76,19 +89,6 @@ def similar(
     for row in frame.iter_rows():
         table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
     out.print(table)
-
-
-def _read_users(path: Path, user_col: str) -> pl.Series:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    columns = file_columns(path)
-    if user_col not in columns:
-        raise ValueError(f"{path}: missing column {user_col!r}; the file has {columns}")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pl.read_parquet(path, columns=[user_col])
-    else:
-        frame = pl.read_csv(path, columns=[user_col], separator="\t" if path.suffix.lower() == ".tsv" else ",")
-    return frame[user_col].unique(maintain_order=True).alias("user")
 
 
 def _popular(model: Estimator, users: pl.Series, k: int, schema: pl.Schema) -> pl.DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -10,23 +9,26 @@ import polars as pl
 import typer
 
 from recotorch.artifacts import load, save
+from recotorch.cli import checks, targets
 from recotorch.cli.common import (
     ItemCol,
+    Overwrite,
     RatingCol,
     TimeCol,
     UserCol,
-    console,
     only_given,
     out,
     progress_enabled,
+    read_id_columns,
     read_table,
     timed,
-    user_errors,
-    write_csv_atomic,
+    warn,
 )
+from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.gradient import GradientEstimator
 from recotorch.models.mf import FAST_SETTINGS
+from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
 
 ModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}.")]
@@ -67,48 +69,70 @@ def fit(
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
 ) -> None:
-    """Train a model on an interactions file and save it as a model directory."""
+    """Train a model on an interactions file and save it as a model directory.
+
+    --out must be a new path, an empty folder or an existing recotorch model directory (which is
+    replaced); an existing file, a folder of other files, the current folder or a folder holding
+    an input is refused before anything is read.
+    """
     from recotorch.data.implicit import to_implicit
 
-    with user_errors():
-        options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
-                             patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
-                             iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
-                             optimizer=optimizer, amp=amp)
-        if fast:
-            if model != "mf":
-                raise ValueError(f"--fast is for --model mf, not {model!r}")
-            options = {**FAST_SETTINGS, **options}
-        estimator = make_model(model, **options)
-        data = read_table(train, user_col, item_col, rating_col, time_col)
-        valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None
-        if implicit is None:
-            implicit = estimator.task == "ranking"
-        if implicit and estimator.task == "rating":
-            raise ValueError(f"model {model!r} predicts ratings; use a ranking model with --implicit")
-        if implicit:
-            data = to_implicit(data, threshold=threshold if data.rating is not None else None)
-            valid_data = None
-        elif threshold is not None:
-            raise ValueError("--threshold goes with --implicit")
-        checkpoint = out_dir.with_name(out_dir.name + ".checkpoint")
-        if isinstance(estimator, GradientEstimator):
-            estimator.progress = progress_enabled() and is_main_process()
-            if checkpoint.exists() and not resume and is_main_process():
-                shutil.rmtree(checkpoint)
-            run = lambda: estimator.fit(data, valid_data, checkpoint_dir=checkpoint, resume=resume)  # noqa: E731
-        else:
-            run = lambda: estimator.fit(data, valid_data)  # noqa: E731
-        try:
-            _, seconds = timed(run)
-        except KeyboardInterrupt:
-            console.print(f"interrupted; the last finished epoch is saved in {checkpoint}; "
-                          "run the same command with --resume to continue")
-            raise typer.Exit(130) from None
-        if not is_main_process():  # under torchrun only rank 0 writes the model
-            return
-        save(estimator, out_dir)
-        shutil.rmtree(checkpoint, ignore_errors=True)
+    options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                         patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
+                         iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
+                         optimizer=optimizer, amp=amp)
+    checks.check_model_takes(model, options, MODELS)
+    checks.check_values(options)
+    if fast and model != "mf":
+        raise OptionError("--fast", f"is for --model mf, not {model!r}")
+    if patience is not None and valid is None:
+        raise OptionError("--patience", "early stopping watches the validation loss: give --valid too")
+    estimator = make_model(model, **({**FAST_SETTINGS, **options} if fast else options))
+    if implicit is None:
+        implicit = estimator.task == "ranking"
+    if implicit and estimator.task == "rating":
+        raise OptionError("--implicit", f"model {model!r} predicts ratings; use a ranking model with --implicit")
+    if implicit and valid is not None:
+        raise OptionError("--valid", f"is not used with 0/1 feedback (--implicit, or ranking model {model!r}); "
+                                     "evaluate on a held-out file with `recotorch evaluate` instead")
+    if not implicit and threshold is not None:
+        raise OptionError("--threshold", "goes with --implicit (ratings >= threshold become positives)")
+    gradient = isinstance(estimator, GradientEstimator)
+    if resume and not gradient:
+        raise OptionError("--resume", f"model {model!r} is not trained in epochs and has no checkpoint")
+    check_model_dir_target(out_dir, inputs=[p for p in (train, valid) if p is not None])
+    checkpoint = targets.checkpoint_target(out_dir)
+    if resume and not targets.is_checkpoint_dir(checkpoint):
+        raise OptionError("--resume", f"there is no checkpoint to resume from at {checkpoint}")
+
+    data = read_table(train, user_col, item_col, rating_col, time_col)
+    valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None
+    if half_life is not None:
+        checks.check_timestamps_for_half_life(data.timestamp, train)
+    if implicit:
+        if threshold is not None and data.rating is None:
+            raise OptionError("--threshold", f"{train} has no rating column to threshold "
+                                             f"(--rating-col {rating_col or repr('')})")
+        data = to_implicit(data, threshold=threshold)
+        if len(data) == 0:
+            raise OptionError("--threshold", f"no rating in {train} is >= {threshold}: nothing to train on")
+    if gradient:
+        estimator.progress = progress_enabled() and is_main_process()
+        if not resume and is_main_process():
+            targets.remove_checkpoint(checkpoint)
+        run = lambda: estimator.fit(data, valid_data, checkpoint_dir=checkpoint, resume=resume)  # noqa: E731
+    else:
+        run = lambda: estimator.fit(data, valid_data)  # noqa: E731
+    try:
+        _, seconds = timed(run)
+    except KeyboardInterrupt:
+        warn(f"interrupted; the last finished epoch is saved in {checkpoint}; "
+             "run the same command with --resume to continue")
+        raise typer.Exit(130) from None
+    if not is_main_process():  # under torchrun only rank 0 writes the model
+        return
+    save(estimator, out_dir)
+    targets.remove_checkpoint(checkpoint)
     out.print(f"fitted {model} on {len(data):,} rows ({data.n_users:,} users, {data.n_items:,} items) "
               f"in {seconds:.2f} s -> {out_dir}")
 
@@ -119,19 +143,20 @@ def predict(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV to write: user,item,prediction,known.")],
     user_col: UserCol = "user",
     item_col: ItemCol = "item",
+    overwrite: Overwrite = False,
 ) -> None:
     """Predict a score for each (user, item) pair; unknown ids get the baseline and known=false."""
-    with user_errors():
-        model = load(model_dir)
-        frame = _read_pairs(pairs, user_col, item_col)
-        pred = model.predict(frame[user_col], frame[item_col])
-        result = pl.DataFrame({"user": frame[user_col], "item": frame[item_col],
-                               "prediction": pred.values, "known": pred.known})
-        write_csv_atomic(result, out_file)
+    targets.output_file(out_file, inputs=[pairs], overwrite=overwrite, models=[model_dir])
+    model = load(model_dir)
+    frame = read_id_columns(pairs, {user_col: "--user-col", item_col: "--item-col"})
+    pred = model.predict(frame[user_col], frame[item_col])
+    result = pl.DataFrame({"user": frame[user_col], "item": frame[item_col],
+                           "prediction": pred.values, "known": pred.known})
+    targets.write_csv(result, out_file)
     if pred.n_fallback:
-        console.print(f"[yellow]warning:[/] {pred.n_fallback:,} of {len(frame):,} pairs had a user or item "
-                      "unseen in training; they got the baseline prediction (known=false)")
-    out.print(f"wrote {len(frame):,} predictions -> {out_file}")
+        warn(f"warning: {pred.n_fallback:,} of {len(frame):,} pairs had a user or item "
+             "unseen in training; they got the baseline prediction (known=false)")
+    out.print(f"wrote {len(frame):,} predictions -> {out_file}", highlight=False)
 
 
 def evaluate(
@@ -152,27 +177,34 @@ def evaluate(
     from recotorch.evaluate.protocol import Report, rating_metrics
     from recotorch.evaluate.ranking import ranking_metrics_for
 
-    with user_errors():
-        model = load(model_dir)
-        task = task or model.task
-        if task not in ("rating", "ranking"):
-            raise ValueError(f"--task must be 'rating' or 'ranking', got {task!r}")
-        test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=task == "ranking")
-        train_data = read_table(train, user_col, item_col, rating_col, time_col) if train else None
-        report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), {task}")
-        if task == "rating":
-            baselines = ("mean", "bias")
-            score = lambda m: rating_metrics(m, test_data)  # noqa: E731
-        else:
-            if threshold is not None and test_data.rating is not None:
-                test_data = to_implicit(test_data, threshold=threshold)
-            if train_data is not None and train_data.rating is not None and threshold is not None:
-                train_data = to_implicit(train_data, threshold=threshold)
-            baselines = ("pop",)
-            score = lambda m: ranking_metrics_for(m, test_data, ks=tuple(k or (10, 20)))[0]  # noqa: E731
-        report.rows.append({"model": model.name, **score(model)})
-        for name in baselines if train_data is not None else ():
-            report.rows.append({"model": name, **score(make_model(name).fit(train_data))})
+    if task is not None and task not in ("rating", "ranking"):
+        raise OptionError("--task", f"must be 'rating' or 'ranking', got {task!r}")
+    for cut in k or ():
+        checks.positive("--k", cut)
+    model = load(model_dir)
+    task = task or model.task
+    if task == "rating" and threshold is not None:
+        raise OptionError("--threshold", "is for --task ranking (relevant = rating >= threshold)")
+    if task == "rating" and k:
+        raise OptionError("--k", "is for --task ranking (cut-offs of the top-K lists)")
+    test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=task == "ranking")
+    train_data = read_table(train, user_col, item_col, rating_col, time_col) if train else None
+    if threshold is not None and test_data.rating is None:
+        raise OptionError("--threshold", f"{test} has no rating column to threshold")
+    report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), {task}")
+    if task == "rating":
+        baselines = ("mean", "bias")
+        score = lambda m: rating_metrics(m, test_data)  # noqa: E731
+    else:
+        if threshold is not None:
+            test_data = to_implicit(test_data, threshold=threshold)
+        if train_data is not None and train_data.rating is not None and threshold is not None:
+            train_data = to_implicit(train_data, threshold=threshold)
+        baselines = ("pop",)
+        score = lambda m: ranking_metrics_for(m, test_data, ks=tuple(k or (10, 20)))[0]  # noqa: E731
+    report.rows.append({"model": model.name, **score(model)})
+    for name in baselines if train_data is not None else ():
+        report.rows.append({"model": name, **score(make_model(name).fit(train_data))})
     out.print(report.to_rich())
 
 
@@ -184,28 +216,17 @@ def lr_find(
     item_col: ItemCol = "item",
     rating_col: RatingCol = "rating",
     time_col: TimeCol = "timestamp",
+    overwrite: Overwrite = False,
 ) -> None:
     """Run the learning-rate finder and plot it; prints the suggested peak rate."""
-    with user_errors():
-        data = read_table(train, user_col, item_col, rating_col, time_col)
-        estimator = make_model(model)
-        if not isinstance(estimator, GradientEstimator):
-            raise ValueError(f"model {model!r} is not trained by gradient descent")
-        result = estimator.find_lr(data)
-        result.plot(out_file)
-    out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}")
-
-
-def _read_pairs(path: Path, user_col: str, item_col: str) -> pl.DataFrame:
-    from recotorch.cli.common import file_columns
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    columns = file_columns(path)
-    missing = [c for c in (user_col, item_col) if c not in columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; the file has {columns}")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pl.read_parquet(path, columns=[user_col, item_col])
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    return pl.read_csv(path, separator=sep, columns=[user_col, item_col])
+    checks.check_model_takes(model, {}, MODELS)
+    estimator = make_model(model)
+    if not isinstance(estimator, GradientEstimator):
+        raise OptionError("--model", f"model {model!r} is not trained by gradient descent; no learning rate to find")
+    targets.output_file(out_file, inputs=[train], overwrite=overwrite)
+    if out_file.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
+        raise OptionError("--out", f"{out_file}: the plot's name must end in .png, .svg, .pdf or .jpg")
+    data = read_table(train, user_col, item_col, rating_col, time_col)
+    result = estimator.find_lr(data)
+    targets.write_drawn(out_file, result.plot)
+    out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}", highlight=False)

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from recotorch.cli.common import out, timed, user_errors
+from recotorch.cli.common import Overwrite, out, timed
+from recotorch.cli.targets import output_file
+from recotorch.errors import OptionError
 
 
 def synth(
@@ -17,11 +19,15 @@ def synth(
     rows: Annotated[int, typer.Option(help="Number of interactions (user, item, rating, timestamp).", min=1)]
     = 20_000_000,
     dim: Annotated[int, typer.Option(help="Rank of the planted model behind the ratings.", min=1)] = 16,
-    seed: Annotated[int, typer.Option(help="Random seed (same arguments, same file).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (same arguments, same file).", min=0)] = 0,
+    overwrite: Overwrite = False,
 ) -> None:
     """Power-law users and items, ratings from a planted low-rank model (recotorch.data.synthetic)."""
     from recotorch.data.synthetic import synth as write_synthetic
 
-    with user_errors():
-        path, seconds = timed(lambda: write_synthetic(out_file, users, items, rows, seed=seed, dim=dim))
-    out.print(f"wrote {rows:,} interactions ({users:,} users, {items:,} items) in {seconds:.1f} s -> {path}")
+    if out_file.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise OptionError("OUT_FILE", f"{out_file}: the name must end in .csv, .parquet or .pq")
+    output_file(out_file, overwrite=overwrite, option="OUT_FILE")
+    path, seconds = timed(lambda: write_synthetic(out_file, users, items, rows, seed=seed, dim=dim))
+    out.print(f"wrote {rows:,} interactions ({users:,} users, {items:,} items) in {seconds:.1f} s -> {path}",
+              highlight=False)

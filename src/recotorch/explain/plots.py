@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from recotorch.explain.embeddings import PCAMap
+from recotorch.outputs import write_file_atomic
 
 MAP_SIZE = (1200, 900)  # pixels of the PCA map PNG
 
@@ -32,9 +33,10 @@ def plot_pca_map(result: PCAMap, path: str | Path, *, labels: int = 30, title: s
     ax.grid(alpha=0.2)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:  # written beside the target and renamed over it: never half a file
+        write_file_atomic(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    finally:
+        plt.close(fig)
     return path
 
 
