@@ -178,3 +178,15 @@ def test_explain_tensors_when_supported(name, data, fitted):
                           ("item_biases", model.n_items), ("user_biases", model.n_users)):
         if model.supports(capability):
             assert getattr(model, capability)().shape[0] == n
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_literal_choices_are_declared_once_and_checked(name, data):
+    from recotorch.errors import OptionError
+
+    choices = MODELS[name].param_choices()
+    for param, allowed in choices.items():
+        model = make_model(name, **{**MODELS[name].TEST_PARAMS, param: "no-such-choice"})
+        with pytest.raises(OptionError, match=param):
+            model.fit(data)
+        assert MODELS[name]().get_params()[param] in allowed  # the default is one of the choices

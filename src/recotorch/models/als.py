@@ -68,8 +68,6 @@ class ImplicitALS(Estimator):
         gen = torch.Generator().manual_seed(self.seed)
         user_f = (torch.randn(n_users, self.dim, generator=gen) * self.init_std).to(dev)
         item_f = (torch.randn(n_items, self.dim, generator=gen) * self.init_std).to(dev)
-        if self.solver not in ("cholesky", "cg"):
-            raise ValueError(f"solver must be 'cholesky' or 'cg', got {self.solver!r}")
         solve = self._solve if self.solver == "cholesky" else self._solve_cg
         for _ in range(self.iterations):
             user_f = solve(by_user, item_f, user_f)

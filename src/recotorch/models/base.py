@@ -21,6 +21,8 @@ that stands for "liked" in a history without ratings).
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from recotorch.core.retrieval import RetrievalVectors
 from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.vocab import Vocab
-from recotorch.errors import UnsupportedError
+from recotorch.errors import OptionError, UnsupportedError
 
 Task = Literal["rating", "ranking"]
 Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors", "user_vectors",
@@ -175,6 +177,33 @@ class Estimator(ABC):
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
 
+    @classmethod
+    def param_choices(cls) -> dict[str, tuple[Any, ...]]:
+        """The allowed values of each `__init__` parameter annotated with a `Literal` (or `Literal | None`):
+        declared once in the signature, checked by `check_params`."""
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:  # an annotation that cannot be resolved: nothing to check
+            return {}
+        out: dict[str, tuple[Any, ...]] = {}
+        for name, hint in hints.items():
+            union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+            args = typing.get_args(hint) if union else (hint,)
+            literals = [a for a in args if typing.get_origin(a) is Literal]
+            if literals and all(typing.get_origin(a) is Literal or a is type(None) for a in args):
+                out[name] = tuple(v for a in literals for v in typing.get_args(a)) + \
+                    ((None,) if type(None) in args else ())
+        return out
+
+    def check_params(self) -> None:
+        """Refuse a `Literal`-typed hyper-parameter outside its choices (`OptionError` naming it)."""
+        params = self.get_params()
+        for name, choices in self.param_choices().items():
+            if name in params and params[name] not in choices:
+                shown = [repr(c) for c in choices if c is not None]
+                listed = " or ".join(shown) if len(shown) < 3 else ", ".join(shown[:-1]) + " or " + shown[-1]
+                raise OptionError(name, f"must be {listed}, got {params[name]!r}")
+
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters by name, as given to `__init__`."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
@@ -189,6 +218,7 @@ class Estimator(ABC):
         """Learn from `train`; `valid` (same raw ids) may drive early stopping. Returns self."""
         if len(train) == 0:
             raise ValueError("cannot fit on empty interactions")
+        self.check_params()
         train = train.compact()
         self.users_, self.items_ = train.users, train.items
         self.seen_ = train.to_csr()

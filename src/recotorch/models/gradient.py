@@ -84,6 +84,7 @@ class GradientEstimator(Estimator):
 
     def find_lr(self, train: Interactions, **kwargs: Any) -> LRFind:
         """Run the learning-rate finder on a fresh module (this estimator stays unfitted)."""
+        self.check_params()
         train = train.compact()
         self._prepare(train)
         cfg = self.train_config()

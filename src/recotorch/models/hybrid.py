@@ -246,8 +246,6 @@ class HybridMF(FactorFoldIn, GradientEstimator):
 
     # ---- training -------------------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
-        if self.task not in ("rating", "ranking"):
-            raise ValueError(f"task must be 'rating' or 'ranking', got {self.task!r}")
         self.rating_range_: tuple[float, float] | None = None
         self.baseline_: tuple[float, torch.Tensor, torch.Tensor] | None = None
         if self.task == "rating":

@@ -259,8 +259,6 @@ class ItemKNN(ItemItemModel):
         self._set_params(locals())
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.weighting not in ("cosine", "bm25"):
-            raise ValueError(f"weighting must be 'cosine' or 'bm25', got {self.weighting!r}")
         if self.neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
         n_users, n_items, dev = train.n_users, train.n_items, self.torch_device

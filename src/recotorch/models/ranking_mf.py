@@ -62,10 +62,6 @@ class RankingMF(GradientEstimator):
 
     # ---- training -----------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
-        if self.loss not in ("bpr", "bce", "softmax"):
-            raise ValueError(f"loss must be 'bpr', 'bce' or 'softmax', got {self.loss!r}")
-        if self.sampler not in ("uniform", "popularity", "in_batch"):
-            raise ValueError(f"sampler must be 'uniform', 'popularity' or 'in_batch', got {self.sampler!r}")
         if self.sampler == "in_batch" and self.loss != "softmax":
             raise ValueError("sampler='in_batch' needs loss='softmax'")
         if self.n_neg < 1:
