@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -175,6 +176,13 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src"), **extra}
 
 
+def first_line(proc: subprocess.Popen) -> str:
+    """The child's first line of output, waiting at most HANG_GUARD seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], HANG_GUARD)
+    assert ready, "the child printed nothing (hang guard)"
+    return proc.stdout.readline()
+
+
 def free_port() -> int:
     import socket
 
@@ -189,7 +197,7 @@ def loaded_and_served(d: Path) -> int:
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(d), str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=child_env(), text=True)
     try:
-        line = proc.stdout.readline()
+        line = first_line(proc)
         assert line.startswith("{"), line + proc.stdout.read()
         dim = json.loads(line)["dim"]
         deadline = time.monotonic() + HANG_GUARD
@@ -267,7 +275,7 @@ def test_twenty_kills_at_random_moments_of_a_save_loop(models, tmp_path):
     for attempt in range(20):
         proc = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, str(models["A"]), str(models["B"]), str(d)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), text=True)
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        assert first_line(proc).strip() == "ready", proc.stderr.read()
         time.sleep(rng.uniform(0.0, 0.5))  # lands anywhere in one of the next few saves
         proc.send_signal(signal.SIGKILL)
         proc.wait(HANG_GUARD)
