@@ -142,7 +142,7 @@ PROBE_PENDING = {
                       "build_index: getattr(model, 'artifact_version_')",
     "serve/app.py": "feedback_range: model.output_range(); isinstance(model, Recommender) is fine but matches",
     "artifacts.py": "hasattr(model, 'users_') / getattr(model, f'{kind}_features_')",
-    "cli/rating.py": "isinstance(estimator, GradientEstimator)",
+    "cli/rating.py": "isinstance(estimator, GradientEstimator): estimator.supports('train_epochs')",
     "cli/explain.py": "hasattr(model, 'item_biases'/'user_vectors'): model.supports(...)",
 }
 

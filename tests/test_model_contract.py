@@ -172,6 +172,14 @@ def test_update_when_supported(name, data, fitted, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_lr_finder_when_trained_in_epochs(name, data):
+    model = make_model(name, **MODELS[name].TEST_PARAMS)
+    if model.supports("train_epochs"):
+        found = model.find_lr(data, steps=5)
+        assert found.suggestion > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_explain_tensors_when_supported(name, data, fitted):
     model = _model(name, data, fitted)
     for capability, n in (("item_vectors", model.n_items), ("user_vectors", model.n_users),

@@ -10,6 +10,7 @@ method a model does not support raises `recotorch.errors.UnsupportedError`.
 - `update`: `update(NewRows, reg=, epochs=, lr=)` folds new rows into the fitted state, in place.
 - `retrieval_vectors`: `retrieval_vectors()` -> `core.RetrievalVectors` (a dot form, for an ANN index).
 - `similar_items`: `similar_items(item_ids, k)`.
+- `train_epochs`: trained in epochs by the one `Trainer`: `fit(..., checkpoint_dir=, resume=)`, `find_lr`.
 - `item_vectors`, `user_vectors`, `item_biases`, `user_biases`: methods returning those tensors (explain,
   fold-in priors); `item_vectors()` exists on every model (None without vectors), the other three
   only on models that declare them.
@@ -41,9 +42,9 @@ from recotorch.errors import OptionError, UnsupportedError
 
 Task = Literal["rating", "ranking"]
 Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors", "user_vectors",
-                     "item_biases", "user_biases"]
+                     "item_biases", "user_biases", "train_epochs"]
 CAPABILITY_NAMES: tuple[str, ...] = ("fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
-                                     "user_vectors", "item_biases", "user_biases")
+                                     "user_vectors", "item_biases", "user_biases", "train_epochs")
 MODELS: dict[str, type[Estimator]] = {}
 CHUNK_SCORES = 1 << 24  # scores per recommend chunk: (users x items) held at once, 64 MB in float32
 

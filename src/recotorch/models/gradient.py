@@ -48,6 +48,10 @@ class GradientEstimator(Estimator):
         raise NotImplementedError
 
     # ---- shared machinery ---------------------------------------------------------------
+    def capabilities(self) -> frozenset[str]:
+        """The model's own capabilities plus "train_epochs" (checkpoints, resume, `find_lr`)."""
+        return super().capabilities() | {"train_epochs"}
+
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS if hasattr(self, k)})
 

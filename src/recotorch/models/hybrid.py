@@ -205,7 +205,7 @@ class HybridMF(FactorFoldIn, GradientEstimator):
 
     def capabilities(self) -> frozenset[str]:
         """Fold-in (the rating factor models' ridge solve) only with task="rating"."""
-        base = {"similar_items", "item_vectors", "user_vectors", "item_biases", "user_biases"}
+        base = {"similar_items", "item_vectors", "user_vectors", "item_biases", "user_biases", "train_epochs"}
         return frozenset(base | ({"fold_in"} if self.task == "rating" else set()))
 
     def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
