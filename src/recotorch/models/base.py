@@ -128,6 +128,13 @@ class Estimator(ABC):
     # a tiny configuration for the registry-driven contract test (tests/test_model_contract.py)
     TEST_PARAMS: ClassVar[dict[str, Any]] = {}
     lineage_: dict[str, Any] | None = None  # written into the saved extras (set by `recotorch.online.update`)
+    artifact_version_: Path | None = None  # the version folder a loaded model came from (set by `artifacts.load`)
+    artifact_tag_: str | None = None  # ... and its tag
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once `fit` (or a load) gave the model its vocabularies and fitted state."""
+        return "users_" in vars(self)
 
     users_: Vocab
     items_: Vocab
