@@ -11,6 +11,7 @@ import typer
 
 from recotorch.cli.common import console, user_errors
 from recotorch.errors import CorruptModelError, OptionError
+from recotorch.outputs import is_model_dir
 
 
 def serve(
@@ -59,8 +60,8 @@ def serve(
     if store is None:
         store = f"sqlite:///{(model_dir.resolve().parent / 'feedback.db')}"
     with user_errors():
-        if not (model_dir / "model.json").is_file():
-            raise CorruptModelError(model_dir, "is not a recotorch model directory (no model.json)")
+        if not is_model_dir(model_dir):
+            raise CorruptModelError(model_dir, "is not a recotorch model directory (no CURRENT or model.json)")
         if no_admin_auth and admin_token:
             raise OptionError("--no-admin-auth", "conflicts with --admin-token / RECOTORCH_ADMIN_TOKEN")
         if store_timeout <= 0:

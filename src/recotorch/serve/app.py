@@ -26,6 +26,7 @@ from pydantic import AfterValidator
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from recotorch.errors import OptionError, RecotorchError
+from recotorch.outputs import is_model_dir
 from recotorch.serve.docs import add_docs
 from recotorch.serve.errors import install_error_handlers
 from recotorch.serve.gate import StoreGate
@@ -102,7 +103,7 @@ class ServerState:
         if self.models_root is None:
             raise HTTPException(403, "reload by name is disabled: start the server with --models-root")
         target = (self.models_root / name).resolve()
-        if target.parent != self.models_root or not (target / "model.json").is_file():
+        if target.parent != self.models_root or not is_model_dir(target):
             raise HTTPException(404, f"no model named {name!r} under the models root")
         return target
 
