@@ -198,3 +198,13 @@ def test_literal_choices_are_declared_once_and_checked(name, data):
         with pytest.raises(OptionError, match=param):
             model.fit(data)
         assert MODELS[name]().get_params()[param] in allowed  # the default is one of the choices
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_training_options_reach_the_trainer(name):
+    model = make_model(name, **MODELS[name].TEST_PARAMS)
+    if not model.supports("train_epochs"):
+        return
+    given = {"grad_accum": 2, "schedule": "constant", "pct_start": 0.5, "patience": 3, "seed": 7}
+    cfg = make_model(name, **{**MODELS[name].TEST_PARAMS, **given}).train_config()
+    assert {k: getattr(cfg, k) for k in given} == given

@@ -28,7 +28,7 @@ from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
 from recotorch.models.mf import MatrixFactorization, RatingRange
 from recotorch.models.priors import FOLD_IN_REG, FOLD_IN_REG_BIAS, fit_demographic_prior
-from recotorch.train.config import OptimizerName
+from recotorch.train.config import OptimizerName, ScheduleName
 
 __all__ = ["ColdStartMF", "Episodes"]
 
@@ -100,7 +100,8 @@ class ColdStartMF(MatrixFactorization):
                  meta_epochs: int = 4, meta_lr: float = 1e-3, meta_users: int = 64, max_support: int = 10,
                  max_query: int = 128, support: Literal["random", "time"] = "random",
                  prior: Literal["demographic", "population"] = "demographic", learn_reg: bool = False,
-                 mf_weight: float = 1.0) -> None:
+                 mf_weight: float = 1.0,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
 
     fold_in_reg_: tuple[float, float] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ from recotorch.train.lr_finder import LRFind, lr_find
 from recotorch.train.optimizers import SPARSE_OPTIMIZERS
 from recotorch.train.trainer import FusedStep, History, Trainer
 
-TRAIN_PARAMS = ("epochs", "batch_size", "lr", "weight_decay", "patience", "seed", "device", "progress",
-                "optimizer", "amp", "shuffle")  # an estimator without one of these gets the TrainConfig default
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+# TrainConfig fields every gradient model takes since they became reachable; left out of the checkpoint
+# fingerprint at their defaults, so checkpoints written before still resume
+LATER_FIELDS = {"grad_accum": 1, "schedule": "one_cycle", "pct_start": 0.25}
 
 
 class GradientEstimator(Estimator):
@@ -53,7 +56,9 @@ class GradientEstimator(Estimator):
         return super().capabilities() | {"train_epochs"}
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(**{k: getattr(self, k) for k in TRAIN_PARAMS if hasattr(self, k)})
+        """The `TrainConfig` of this model's hyper-parameters (a field the model does not take keeps its default)."""
+        params = self.get_params()
+        return TrainConfig(**{k: params[k] for k in TRAIN_FIELDS if k in params})
 
     @property
     def sparse_gradients(self) -> bool:
@@ -72,7 +77,8 @@ class GradientEstimator(Estimator):
         with seeded(cfg.seed):
             self.module_ = self._build_module(train.n_users, train.n_items)
         checkpoint_dir, resume = getattr(self, "_checkpointing", (None, False))
-        fingerprint = {"model": self.name, "params": {k: repr(v) for k, v in self.get_params().items()},
+        params = {k: v for k, v in self.get_params().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        fingerprint = {"model": self.name, "params": {k: repr(v) for k, v in params.items()},
                        "rows": len(train), "checksum": _data_checksum(train)}
         trainer = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume, fingerprint=fingerprint)
         validate = None if valid is None or len(valid) == 0 else (lambda: self._valid_loss(valid))

@@ -37,6 +37,7 @@ from recotorch.models.gradient import (
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import RatingRange
 from recotorch.models.priors import FactorFoldIn
+from recotorch.train.config import ScheduleName
 from recotorch.train.losses import bce_loss, mse_loss
 
 __all__ = ["HybridMF", "HybridNet", "item_tokens", "user_tokens"]
@@ -239,7 +240,8 @@ class HybridMF(FactorFoldIn, GradientEstimator):
                  min_count: int = 5, id_dropout: float = 0.25, n_neg: int = 4, rating_range: RatingRange = "auto",
                  init_std: float = 0.01, epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2,
                  weight_decay: float = 0.5, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
         self.item_features = tuple(item_features)
         self.user_features = tuple(user_features)

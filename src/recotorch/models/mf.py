@@ -12,7 +12,7 @@ from recotorch.core.retrieval import RetrievalVectors
 from recotorch.models.base import NewRows, register
 from recotorch.models.gradient import RatingModel
 from recotorch.models.priors import FactorFoldIn
-from recotorch.train.config import OptimizerName
+from recotorch.train.config import OptimizerName, ScheduleName
 from recotorch.train.fast_mf import FusedDotBiasStep
 from recotorch.train.ordering import ShuffleName
 
@@ -97,7 +97,8 @@ class MatrixFactorization(FactorFoldIn, RatingModel):
                  epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
                  progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False,
-                 shuffle: ShuffleName = "random") -> None:
+                 shuffle: ShuffleName = "random",
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
 
     @classmethod

@@ -13,6 +13,7 @@ from recotorch.core.maths import squash
 from recotorch.models.base import register
 from recotorch.models.gradient import RatingModel
 from recotorch.models.mf import RatingRange
+from recotorch.train.config import ScheduleName
 
 # Cells of the (users x items x hidden) tensor built per chunk when scoring whole catalogues.
 _SCORE_ALL_BUDGET = 2**25
@@ -80,7 +81,8 @@ class NeuralCF(RatingModel):
                  dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 8,
                  batch_size: int = 256, lr: float = 5e-3, weight_decay: float = 0.5,
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
         self.layers = tuple(layers)
 

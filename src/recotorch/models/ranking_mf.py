@@ -25,6 +25,7 @@ from recotorch.models.base import register
 from recotorch.models.gradient import GradientEstimator
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import DotBias
+from recotorch.train.config import ScheduleName
 from recotorch.train.losses import bce_loss, bpr_loss, sampled_softmax_loss
 
 Loss = Literal["bpr", "bce", "softmax"]
@@ -57,7 +58,8 @@ class RankingMF(GradientEstimator):
     def __init__(self, loss: Loss = "softmax", dim: int = 64, n_neg: int = 128, sampler: Sampler = "popularity",
                  init_std: float = 0.1, epochs: int = 20, batch_size: int = 2048, lr: float = 2e-2,
                  weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
 
     # ---- training -----------------------------------------------------------------------
@@ -157,9 +159,10 @@ class BPRMF(RankingMF):
     def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
                  init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,
                  weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         super().__init__("bpr", dim, n_neg, sampler, init_std, epochs, batch_size, lr, weight_decay, patience,
-                         seed, device, progress)
+                         seed, device, progress, grad_accum, schedule, pct_start)
 
 
 @register
@@ -172,6 +175,7 @@ class BCEMF(RankingMF):
     def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
                  init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,
                  weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         super().__init__("bce", dim, n_neg, sampler, init_std, epochs, batch_size, lr, weight_decay, patience,
-                         seed, device, progress)
+                         seed, device, progress, grad_accum, schedule, pct_start)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from recotorch.train.ordering import ShuffleName
 
 OptimizerName = Literal["adamw", "sparse_adam", "rowwise_adagrad"]
+ScheduleName = Literal["one_cycle", "constant"]
 
 
 @dataclass
@@ -40,7 +41,7 @@ class TrainConfig:
     batch_size: int = 1024
     lr: float = 1e-2
     weight_decay: float = 0.5
-    schedule: Literal["one_cycle", "constant"] = "one_cycle"
+    schedule: ScheduleName = "one_cycle"
     pct_start: float = 0.25
     grad_accum: int = 1
     patience: int | None = None
