@@ -443,10 +443,16 @@ def test_fit_replaces_its_own_model_and_its_own_checkpoint_only(shared, tmp_path
     assert proc.returncode == 0, proc.stderr  # an existing model directory is the one overwrite
     assert rt.load(out).name == "mf"
     assert not (tmp_path / "m.checkpoint").exists()
-    # a folder with the checkpoint's name that recotorch did not write is refused, even empty
-    (tmp_path / "m.checkpoint").mkdir()
+    # a folder with the checkpoint's name holding anything else is refused and left as it is
+    _write(tmp_path, "m.checkpoint/checkpoint.pt.notes", "mine\n")
     proc = run_cli("fit", str(shared["train"]), "--out", str(out), "--model", "mf", "--epochs", "1")
-    assert proc.returncode == 2 and "m.checkpoint" in proc.stderr and (tmp_path / "m.checkpoint").is_dir()
+    assert proc.returncode == 2 and "m.checkpoint" in proc.stderr
+    assert (tmp_path / "m.checkpoint" / "checkpoint.pt.notes").read_text() == "mine\n"
+    # an empty one (an interrupted run can leave it) holds nothing to lose: it is used and removed
+    (tmp_path / "m.checkpoint" / "checkpoint.pt.notes").unlink()
+    proc = run_cli("fit", str(shared["train"]), "--out", str(out), "--model", "mf", "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "m.checkpoint").exists()
 
 
 # ---- the pure pieces behind the boundary, in-process ------------------------------------------

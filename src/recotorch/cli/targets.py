@@ -82,7 +82,8 @@ def checkpoint_target(out_dir: Path) -> Path:
     if checkpoint.is_symlink() or (checkpoint.exists() and not checkpoint.is_dir()):
         raise OutputPathError(checkpoint, "exists and is not a recotorch checkpoint folder; fit writes its "
                                           "checkpoint there: move it or choose another --out")
-    if checkpoint.is_dir() and not is_checkpoint_dir(checkpoint):
+    # an empty folder is accepted: an interrupted run can leave one, and it holds nothing to lose
+    if checkpoint.is_dir() and any(checkpoint.iterdir()) and not is_checkpoint_dir(checkpoint):
         raise OutputPathError(checkpoint, "is a folder that is not a recotorch checkpoint; fit writes its "
                                           "checkpoint there: move it or choose another --out")
     return checkpoint
