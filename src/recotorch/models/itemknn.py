@@ -156,7 +156,11 @@ class ItemItemModel(Estimator):
     def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
                 reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
         """The 0/1 row (B, n_items) plus `reg` (default `DEFAULT_ITEM_PRIOR`) times the average training
-        user's row: one average user's worth of prior, which is popularity through W. Values are ignored."""
+        user's row: one average user's worth of prior, which is popularity through W. Values are ignored.
+
+        Without the prior a user with five items gets only those items' neighbours; with it, EASE beat
+        most-popular on ml-100k user-cold NDCG@10 at every k (without it, it lost at every k).
+        """
         item_idx = item_idx.long()
         mask = item_idx >= 0
         rows = torch.zeros(item_idx.shape[0], self.n_items).scatter_reduce_(1, item_idx.clamp(min=0), mask.float(),

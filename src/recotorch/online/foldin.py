@@ -4,7 +4,16 @@ Each model folds in through its own `fold_in` (see `recotorch.models.base` for t
 `recotorch.models.priors` for rating factor models' ridge solve and priors, and each model's
 docstring); this module turns raw ids into padded index tensors, handles an empty history
 (`cold_scores`: demographic popularity when features are given, else the model's own cold answer)
-and ranks with `core.top_k`.
+and ranks with `core.top_k`. What each model returns (`D` = width of the representation):
+
+| model | representation | fold-in |
+|---|---|---|
+| `mf`, `mf_coldstart`, `hybrid` | `[p_u, b_u]`, D = dim + 1 | closed-form ridge on logit targets (`models.priors`) |
+| `als` | `x_u`, D = dim | the ALS user solve with confidences 1 + alpha r (`core.als_solve`) |
+| `bias`, `mean` | `[b_u]`, D = 1 | shrunken mean residual r - mean - b_i |
+| `ease`, `itemknn`, `rp3beta` | the row x_u + reg * mean row, D = n_items | none needed: scores are x_u @ W |
+| `pop` | empty, D = 0 | none needed |
+| `bagged` | its members' representations side by side | each member's own; scores are the members' mean |
 
     >>> recs = recommend_for_new_user(model, items=[50, 172, 181], ratings=[5, 4, 5], k=10)
     >>> predict_for_new_user(model, [50, 172], [5, 4], target_items=[1, 2],
