@@ -116,14 +116,20 @@ class SQLiteStore:
         self.path = Path(path)
         self.url = url or f"sqlite:///{self.path}"
         self.timeout = timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
+            self._prepare()
+        except (OSError, sqlite3.Error) as exc:
+            raise OptionError("--store", f"{self.path}: cannot use it as a SQLite feedback log ({exc})") from exc
+
+    def _prepare(self) -> None:
         mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise RuntimeError(f"{self.path}: could not switch SQLite to WAL mode (got {mode})")
+            raise sqlite3.OperationalError(f"could not switch SQLite to WAL mode (got {mode})")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self._conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
         self._conn.execute(_SQLITE_SCHEMA)
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(feedback)")}
         if "event_key" not in columns:  # a log written before idempotency keys existed
@@ -206,11 +212,17 @@ class PostgresStore:
         self.retries = max(1, retries)
         self._lock = threading.Lock()
         self._conn: Any = None
-        self._conn = self._open()  # fail at start, with the driver's message, when the URL is wrong
-        with self._conn.cursor() as cur:
-            for statement in (_PG_SCHEMA, "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS event_key TEXT", _KEY_INDEX):
-                cur.execute(statement)
-        self._conn.commit()
+        try:  # fail at start, with the driver's one-line reason, when the URL or the database is wrong
+            self._conn = self._open()
+            with self._conn.cursor() as cur:
+                for statement in (_PG_SCHEMA, "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS event_key TEXT",
+                                  _KEY_INDEX):
+                    cur.execute(statement)
+            self._conn.commit()
+        except psycopg.Error as exc:
+            self._drop()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ServiceUnavailableError(f"--store: cannot use the PostgreSQL feedback database: {reason}") from exc
 
     def _open(self) -> Any:
         conn = self._psycopg.connect(self.url, autocommit=False, connect_timeout=max(1, round(self.timeout)))
