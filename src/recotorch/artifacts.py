@@ -63,7 +63,7 @@ from recotorch.data.interactions import CSR
 from recotorch.data.vocab import Vocab
 from recotorch.errors import CorruptModelError, InputFileError
 from recotorch.models import MODELS
-from recotorch.models.base import Estimator
+from recotorch.models.base import Estimator, register_storage
 from recotorch.outputs import check_model_dir_target
 
 FORMAT = 2
@@ -89,7 +89,7 @@ class NotAModelError(InputFileError, FileNotFoundError):
 # ---- public API ----------------------------------------------------------------------------
 def save(model: Estimator, path: str | Path) -> Path:
     """Write `model` to model directory `path` (new, empty, or a model directory: replaced crash-safely)."""
-    if not hasattr(model, "users_"):
+    if not model.is_fitted:
         raise ValueError("fit the model before saving it")
     path = Path(path)
     check_model_dir_target(path)
@@ -640,3 +640,6 @@ def _from_jsonable(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_jsonable(v) for v in value]
     return value
+
+
+register_storage(save, load)  # Estimator.save / Estimator.load come here, without models importing this layer
