@@ -15,6 +15,7 @@ import torch
 class RowSets(Protocol):
     """Items to exclude per row, in CSR form (`recotorch.data.interactions.CSR` is one)."""
 
+    indptr: torch.Tensor
     indices: torch.Tensor
 
     def entries(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,8 +62,13 @@ def top_k(
         rows = torch.arange(b) if rows is None else rows
         if rows.numel() != b:
             raise ValueError(f"rows has {rows.numel()} entries for {b} score rows")
-        which, pos = exclude.entries(rows)
-        scores[which.to(scores.device), exclude.indices[pos].to(scores.device)] = -torch.inf
+        if b == 1:  # one row (a served request): slice its entries directly
+            r = int(rows[0])
+            cols = exclude.indices[int(exclude.indptr[r]) : int(exclude.indptr[r + 1])]
+            scores[0].index_fill_(0, cols.to(scores.device), -torch.inf)
+        else:
+            which, pos = exclude.entries(rows)
+            scores[which.to(scores.device), exclude.indices[pos].to(scores.device)] = -torch.inf
     kk = min(k, n_items)
     if b == 0 or kk == 0:
         idx = torch.empty((b, kk), dtype=torch.int64, device=scores.device)
@@ -72,9 +78,10 @@ def top_k(
         if torch.isnan(vals[:, 0]).any():
             raise ValueError("scores contain NaN")
         if kk < n_items:
-            tied = (vals[:, kk] == vals[:, kk - 1]).nonzero().squeeze(1)  # k-th ties (k+1)-th
+            tie = vals[:, kk] == vals[:, kk - 1]  # k-th ties (k+1)-th
             vals, idx = vals[:, :kk], idx[:, :kk]
-            if tied.numel():
+            if bool(tie.any()):
+                tied = tie.nonzero().squeeze(1)
                 idx[tied] = _exact_top_indices(scores[tied], kk)
                 vals[tied] = scores[tied].gather(1, idx[tied])
         idx, order = idx.sort(dim=1)  # by item index, then stably by score: ties keep the lower index first

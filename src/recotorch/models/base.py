@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -385,6 +386,8 @@ class Estimator(ABC):
                 score_parts.append(val.cpu())
         if not idx_parts:
             return torch.empty(0, k, dtype=torch.int64), torch.empty(0, k)
+        if len(idx_parts) == 1:  # one chunk (e.g. one served user): no copy
+            return idx_parts[0], score_parts[0]
         return torch.cat(idx_parts), torch.cat(score_parts)
 
     def _candidate_mask(self, include: Iterable[Any] | None, exclude: Iterable[Any] | None) -> torch.Tensor | None:
@@ -405,20 +408,28 @@ class Estimator(ABC):
         return None
 
     def similar_items(self, item_ids: Sequence[Any] | Any, k: int = 10) -> Recommendations:
-        """Most similar items by cosine similarity of item vectors (the item itself left out)."""
-        vectors = self.item_vectors()
-        if vectors is None:
+        """Most similar items (`similar_indices`) of each given item, itself left out. Unknown ids raise KeyError."""
+        if not self.supports("similar_items"):
             raise UnsupportedError(f"{type(self).__name__} has no item vectors to compare")
         ids = [item_ids] if isinstance(item_ids, (str, int, np.integer)) else list(item_ids)
         i = torch.from_numpy(self.items_.index(ids))
         if (i < 0).any():
             missing = [ids[j] for j in (i < 0).nonzero().flatten().tolist()[:5]]
             raise KeyError(f"unknown item id(s): {missing}")
-        unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+        idx, val = self.similar_indices(i, k)
+        return Recommendations(ids, idx, val, self.items_)
+
+    def similar_indices(self, item_idx: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+        """`similar_items` for model indices: (items (B, k), similarities (B, k)); by default the cosine
+        similarity of item vectors."""
+        vectors = self.item_vectors()
+        if vectors is None:
+            raise UnsupportedError(f"{type(self).__name__} has no item vectors to compare")
+        i = item_idx
+        unit = _unit_rows(self, vectors)
         sims = unit[i] @ unit.T
         sims[torch.arange(i.numel()), i] = -torch.inf
-        idx, val = top_k(sims, max(1, min(k, self.n_items - 1)))
-        return Recommendations(ids, idx, val, self.items_)
+        return top_k(sims, max(1, min(k, self.n_items - 1)))
 
     # ---- files --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -428,6 +439,20 @@ class Estimator(ABC):
     @classmethod
     def load(cls, path: str | Path) -> Estimator:
         return _storage()[1](path)
+
+
+_UNIT: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], torch.Tensor]] = weakref.WeakKeyDictionary()
+
+
+def _unit_rows(model: Estimator, vectors: torch.Tensor) -> torch.Tensor:
+    """The length-normalised rows of `vectors`, remembered beside the model while those vectors stay the same
+    (a served model answers many `similar_items` calls from one set of item vectors)."""
+    key = (vectors.data_ptr(), vectors._version, tuple(vectors.shape), vectors.dtype)
+    found = _UNIT.get(model)
+    if found is None or found[0] != key:
+        found = (key, torch.nn.functional.normalize(vectors.float(), dim=1))
+        _UNIT[model] = found
+    return found[1]
 
 
 _STORAGE: list[tuple[Callable[[Estimator, str | Path], Path], Callable[[str | Path], Estimator]]] = []

@@ -17,17 +17,16 @@ W is learnt from the 0/1 matrix as before. Items a user gains after fitting (e.g
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import polars as pl
 import torch
 
 from recotorch.core.device import tensor_device
 from recotorch.core.topk import largest, top_k
 from recotorch.data.interactions import CSR, Interactions, build_csr
-from recotorch.models.base import Estimator, NewRows, Recommendations, register
+from recotorch.models.base import Estimator, NewRows, register
 
 # Cells of the dense blocks built while fitting (a block of item rows x users or x items).
 BLOCK_CELLS = 2**24
@@ -224,17 +223,12 @@ class ItemItemModel(Estimator):
             out[sel] = full[inverse[sel] - start, item_idx[sel]]
         return out
 
-    def similar_items(self, item_ids: Sequence[Any] | Any, k: int = 10) -> Recommendations:
+    def similar_indices(self, item_idx: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
         """Items with the strongest links from each given item (its row of W), itself left out."""
-        ids = [item_ids] if isinstance(item_ids, (str, int, np.integer)) else list(item_ids)
-        i = torch.from_numpy(self.items_.index(ids))
-        if (i < 0).any():
-            missing = [ids[j] for j in (i < 0).nonzero().flatten().tolist()[:5]]
-            raise KeyError(f"unknown item id(s): {missing}")
+        i = item_idx
         links = self._links(i)
         links[torch.arange(i.numel()), i] = -torch.inf
-        idx, val = top_k(links, max(1, min(k, self.n_items - 1)))
-        return Recommendations(ids, idx, val, self.items_)
+        return top_k(links, max(1, min(k, self.n_items - 1)))
 
 
 @register

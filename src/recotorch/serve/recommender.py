@@ -209,8 +209,8 @@ class Recommender:
         i = self.catalog.items.index(item, "item")
         if not self.model.supports("similar_items"):
             raise NotImplementedError(f"{type(self.model).__name__} has no item vectors to compare")
-        recs = self.model.similar_items([self.catalog.items.raw(i)], k)
-        return self._ranked(recs.item_idx[0], recs.scores[0])
+        idx, vals = self.model.similar_indices(torch.tensor([i]), k)
+        return self._ranked(idx[0], vals[0])
 
     def predict(self, pairs: list[tuple[Any, Any]], allow_unknown: bool = False) -> list[dict[str, Any]]:
         """Model scores of (user, item) pairs; unknown ids raise unless `allow_unknown` (then the fallback)."""
