@@ -29,7 +29,8 @@ def one_thread():
 
 def digest(path: Path) -> dict[str, str]:
     """SHA-256 of every file in a model directory, to show it was left untouched."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def _ml100k_dir() -> Path:
