@@ -204,7 +204,7 @@ def _clean_new_leftovers(path: Path) -> None:
 
 def _write_version(model: Estimator, vdir: Path) -> str:
     """Write every file of one version into `vdir`, fsync each and the folder; returns model.json's SHA-256."""
-    tensors, extra = model._state()
+    tensors, extra = model.state()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     tensors |= {"seen.indptr": model.seen_.indptr.cpu().contiguous(),
                 "seen.indices": model.seen_.indices.cpu().contiguous()}
@@ -216,7 +216,7 @@ def _write_version(model: Estimator, vdir: Path) -> str:
     _write_json(vdir / "items.json", model.items_.to_json())
     _fault("items")
     for kind in ("item", "user"):
-        features = getattr(model, f"{kind}_features_", None)
+        features = model.user_features_ if kind == "user" else model.item_features_
         if features is not None:
             features.write_parquet(vdir / f"{kind}_features.parquet")
             _fsync_file(vdir / f"{kind}_features.parquet")

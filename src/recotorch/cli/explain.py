@@ -37,8 +37,8 @@ def explain(
     if target.exists() and not target.is_dir():
         raise OutputPathError(target, "--out exists and is not a folder; give a folder for the explain files")
     model = load(model_dir)
-    has_biases, vectors = hasattr(model, "item_biases"), model.item_vectors() is not None
-    has_clusters = bool(clusters) and hasattr(model, "user_vectors")
+    has_biases, vectors = model.supports("item_biases"), model.item_vectors() is not None
+    has_clusters = bool(clusters) and model.supports("user_vectors")
     if item and not vectors:
         raise UnsupportedError(f"--item: model {model.name!r} has no item vectors to find nearest items with")
     for raw in item or []:

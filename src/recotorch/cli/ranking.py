@@ -13,6 +13,7 @@ import typer
 from recotorch.cli import targets
 from recotorch.cli.checks import positive
 from recotorch.cli.common import Overwrite, UserCol, out, read_id_columns, warn
+from recotorch.core.topk import top_k
 from recotorch.errors import OptionError, UnknownIdError
 from recotorch.models.base import Estimator
 
@@ -94,7 +95,8 @@ def similar(
 def _popular(model: Estimator, users: pl.Series, k: int, schema: pl.Schema) -> pl.DataFrame:
     """The most-interacted items (in training), the same list for every unknown user."""
     counts = torch.bincount(model.seen_.indices, minlength=model.n_items).float()
-    scores, idx = torch.topk(counts, min(k, model.n_items))
+    top, best = top_k(counts[None], min(k, model.n_items))
+    idx, scores = top[0], best[0]
     n = len(users)
     return pl.DataFrame({
         "user": users.gather(np.repeat(np.arange(n), idx.numel())),

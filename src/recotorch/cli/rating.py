@@ -26,7 +26,6 @@ from recotorch.cli.common import (
 )
 from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
-from recotorch.models.gradient import GradientEstimator
 from recotorch.models.mf import FAST_SETTINGS
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
@@ -97,7 +96,7 @@ def fit(
                                      "evaluate on a held-out file with `recotorch evaluate` instead")
     if not implicit and threshold is not None:
         raise OptionError("--threshold", "goes with --implicit (ratings >= threshold become positives)")
-    gradient = isinstance(estimator, GradientEstimator)
+    gradient = estimator.supports("train_epochs")
     if resume and not gradient:
         raise OptionError("--resume", f"model {model!r} is not trained in epochs and has no checkpoint")
     check_model_dir_target(out_dir, inputs=[p for p in (train, valid) if p is not None])
@@ -221,7 +220,7 @@ def lr_find(
     """Run the learning-rate finder and plot it; prints the suggested peak rate."""
     checks.check_model_takes(model, {}, MODELS)
     estimator = make_model(model)
-    if not isinstance(estimator, GradientEstimator):
+    if not estimator.supports("train_epochs"):
         raise OptionError("--model", f"model {model!r} is not trained by gradient descent; no learning rate to find")
     targets.output_file(out_file, inputs=[train], overwrite=overwrite)
     if out_file.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):

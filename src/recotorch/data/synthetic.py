@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from recotorch.core.topk import largest
 from recotorch.data.interactions import Interactions
 from recotorch.data.vocab import Vocab
 
@@ -199,7 +200,7 @@ def _allocate(total: int, weights: torch.Tensor, cap: int) -> torch.Tensor:
         share = exact.floor().long()
         extra = min(left - int(share.sum()), int((room > 0).sum()))
         if extra > 0:
-            share[torch.topk(torch.where(room > 0, exact - share, -1.0), extra).indices] += 1
+            share[largest(torch.where(room > 0, exact - share, -1.0), extra)[1]] += 1
         share = torch.minimum(share, room)
         counts += share
         left -= int(share.sum())

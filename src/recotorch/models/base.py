@@ -465,8 +465,6 @@ def register_storage(save: Callable[[Estimator, str | Path], Path], load: Callab
 
 
 def _storage() -> tuple[Callable[[Estimator, str | Path], Path], Callable[[str | Path], Estimator]]:
-    if not _STORAGE:  # until artifacts registers itself (integration): the one models -> artifacts edge
-        from recotorch.artifacts import load, save
-
-        register_storage(save, load)
+    if not _STORAGE:  # `import recotorch` (run before any submodule) imports artifacts, which registers
+        raise RuntimeError("no model storage registered: import recotorch.artifacts")
     return _STORAGE[0]

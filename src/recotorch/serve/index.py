@@ -29,52 +29,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from recotorch.core.retrieval import RetrievalVectors
+from recotorch.core.topk import largest
 from recotorch.models.base import Estimator
 
 INDEX_FILE, INDEX_META = "ann.faiss", "ann.json"
 log = logging.getLogger("recotorch.serve")
 
 
-@dataclass(frozen=True)
-class DotForm:
-    """A model's scores as inner products: score(u, i) = squash(<users[u], items[i]> + user_offset[u]).
-
-    `squash` is monotonic (the MF sigmoid onto the rating range, or none), so ranking by the inner
-    product alone is ranking by the model's score.
-    """
-
-    users: torch.Tensor  # (n_users, d') float32
-    items: torch.Tensor  # (n_items, d') float32
-    user_offset: torch.Tensor | None = None  # (n_users,) e.g. the user bias b_u
-    rating_range: tuple[float, float] | None = None  # sigmoid onto (lo, hi), or identity when None
-
-    def model_scores(self, u: int, inner: torch.Tensor) -> torch.Tensor:
-        """The model's own scores for user `u` from inner products with its items."""
-        raw = inner if self.user_offset is None else inner + self.user_offset[u]
-        if self.rating_range is None:
-            return raw
-        lo, hi = self.rating_range
-        return torch.sigmoid(raw) * (hi - lo) + lo
+DotForm = RetrievalVectors  # the name this module used before the model owned its dot form
 
 
-def dot_form(model: Estimator) -> DotForm | None:
-    """The dot-product form of `model` (MF and ranking MF: user [p_u, 1], item [q_i, b_i]; ALS), or None."""
-    from recotorch.models.mf import DotBias
-
-    module = getattr(model, "module_", None)
-    if isinstance(module, DotBias):
-        with torch.no_grad():
-            p, q = module.user_factors.weight.detach().float().cpu(), module.item_factors.weight.detach().float().cpu()
-            b_u = module.user_bias.weight.detach().float().cpu().squeeze(1)
-            b_i = module.item_bias.weight.detach().float().cpu()  # (n_items, 1)
-            users = torch.cat([p, torch.ones(p.shape[0], 1)], 1).contiguous()
-            items = torch.cat([q, b_i], 1).contiguous()
-        rating_range = None if module.rating_range is None else tuple(map(float, module.rating_range))
-        return DotForm(users, items, b_u, rating_range)  # type: ignore[arg-type]
-    users, items = getattr(model, "user_factors_", None), getattr(model, "item_factors_", None)
-    if isinstance(users, torch.Tensor) and isinstance(items, torch.Tensor):
-        return DotForm(users.detach().float().cpu().contiguous(), items.detach().float().cpu().contiguous())
-    return None
+def dot_form(model: Estimator) -> RetrievalVectors | None:
+    """The model's dot-product form (`Estimator.retrieval_vectors`), or None when it has none."""
+    return model.retrieval_vectors() if model.supports("retrieval_vectors") else None
 
 
 def exact_top_k(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 64) -> np.ndarray:
@@ -84,7 +52,7 @@ def exact_top_k(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 64)
     with torch.no_grad():
         for start in range(0, len(queries), chunk):
             scores = torch.from_numpy(queries[start : start + chunk]) @ items_t.T
-            out.append(torch.topk(scores, min(k, items.shape[0]), dim=1).indices.numpy())
+            out.append(largest(scores, min(k, items.shape[0]), dim=1)[1].numpy())
     return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
 
@@ -305,7 +273,7 @@ def build_index(model_dir: str | Path, model: Estimator | None = None, target_re
     from recotorch.artifacts import load, resolve_version
 
     model = model or load(model_dir)
-    version_dir = getattr(model, "artifact_version_", None) or resolve_version(model_dir)
+    version_dir = model.artifact_version_ or resolve_version(model_dir)
     form = dot_form(model)
     if form is None:
         raise ValueError(f"{type(model).__name__} has no dot-product form; it is always scored exactly")
