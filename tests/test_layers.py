@@ -126,9 +126,7 @@ PROBE = re.compile(r"\b(isinstance|hasattr|getattr)\(\s*(model|estimator|self\.m
                    r"(?!\s*,\s*(Recommender|str|Path)\b)"
                    r"|\b(model|estimator)\.(module_|_fallback|_state\b|_kind|members_|baseline_|item_bias_|weights_"
                    r"|_propagate|fold_in_reg_|user_factors_|item_factors_|rating_range_)")
-PROBE_PENDING = {
-    "serve/app.py": "feedback_range: getattr(model, 'rating_range_') -> model.output_range()",
-}
+PROBE_PENDING: dict[str, str] = {}  # files still probing model objects (none)
 
 
 def _probe_params() -> list:

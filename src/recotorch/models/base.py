@@ -307,7 +307,7 @@ class Estimator(ABC):
         """The rating standing for "liked" in a history without ratings: None (ranking models, which
         treat every given item as a positive); rating models give the top of their rating scale."""
         if self.task == "rating":
-            raise ValueError(f"{type(self).__name__} predicts ratings on an open scale: send 'ratings', not 'liked'")
+            raise OptionError("liked", f"{type(self).__name__} predicts ratings on an open scale: send 'ratings', not 'liked'")
         return None
 
     # ---- answering in raw ids -----------------------------------------------------------

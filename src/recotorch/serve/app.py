@@ -93,7 +93,7 @@ class ServerState:
         if self.fixed_feedback_range is not None:
             return self.fixed_feedback_range
         model = self.recommender.model
-        span = getattr(model, "rating_range_", None)
+        span = model.output_range()
         if model.task == "rating" and span is not None:
             return float(span[0]), float(span[1])
         return DEFAULT_FEEDBACK_RANGE

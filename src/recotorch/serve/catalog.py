@@ -113,7 +113,7 @@ class Catalog:
         mask = self._genre_masks.get(genre.strip().lower())
         if mask is None:
             known = ", ".join(self.genre_names) if self.genre_names else "none (this model has no genres)"
-            raise ValueError(f"unknown genre {_show(genre)}; known: {known}")
+            raise errors.OptionError("genre", f"unknown genre {_show(genre)}; known: {known}")
         return mask
 
     def describe(self, idx: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import torch
 
 from recotorch.core.retrieval import RetrievalVectors
 from recotorch.core.topk import top_k
+from recotorch.errors import OptionError, UnsupportedError
 from recotorch.models.base import Estimator
 from recotorch.serve.catalog import Catalog, IdMap, UnknownIdError
 from recotorch.serve.index import AnnIndex, sample_queries
@@ -32,7 +33,7 @@ DEFAULT_ANN_THRESHOLD = 100_000
 log = logging.getLogger("recotorch.serve")
 
 
-class FoldInUnavailableError(RuntimeError):
+class FoldInUnavailableError(UnsupportedError):
     """Anonymous recommendations need a model with the "fold_in" capability (the API answers 501)."""
 
 
@@ -162,12 +163,12 @@ class Recommender:
         items = self.catalog.items
         raws = [r for r, _ in ratings] if ratings else list(liked or [])
         if not raws:
-            raise ValueError("give at least one rated or liked item")
+            raise OptionError("ratings", "give at least one rated or liked item")
         idx = items.indices(raws, "item")
         values = [float(v) for _, v in ratings] if ratings else self._liked_values(len(raws))
         mask = self.candidate_mask(include, exclude, genre)
         if not self.model.supports("fold_in"):
-            raise NotImplementedError(f"fold-in is not available for {type(self.model).__name__}")
+            raise FoldInUnavailableError(f"fold-in is not available for {type(self.model).__name__}")
         history = torch.from_numpy(np.asarray(idx, dtype=np.int64))
         with torch.no_grad():
             scores = scores_for_history(self.model, history, None if values is None else torch.tensor(values),
@@ -208,7 +209,7 @@ class Recommender:
         """Items closest to `item`, by the model's own `similar_items` (cosine of item vectors by default)."""
         i = self.catalog.items.index(item, "item")
         if not self.model.supports("similar_items"):
-            raise NotImplementedError(f"{type(self.model).__name__} has no item vectors to compare")
+            raise UnsupportedError(f"{type(self.model).__name__} has no item vectors to compare")
         idx, vals = self.model.similar_indices(torch.tensor([i]), k)
         return self._ranked(idx[0], vals[0])
 
