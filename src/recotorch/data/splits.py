@@ -33,6 +33,7 @@ __all__ = [
     "random",
     "random_per_user",
     "temporal",
+    "user_last",
 ]
 
 GROUPLENS_FOLDS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
@@ -161,6 +162,24 @@ def leave_last_k(data: Interactions, k: int = 1, min_train: int = 1) -> Split:
     rank, count = _rank_within_user(data, ts)
     mask = (count >= k + min_train) & (count - 1 - rank < k)
     return _from_mask(data, mask)
+
+
+def user_last(data: Interactions, validation: bool = False) -> Split | tuple[Split, Interactions]:
+    """Leave-one-out for next-item models: each user's last row (by time, ties by row position) is test.
+
+    Users with a single row stay wholly in train (nothing to predict from). With `validation=True`
+    returns `(split, valid)`: `valid` holds each user's second-to-last row (users with >= 3 rows),
+    taken out of `split.train`, for choosing settings without touching the test target.
+    """
+    ts = _require_timestamp(data, "user_last")
+    rank, count = _rank_within_user(data, ts)
+    from_end = count - 1 - rank
+    test_mask = (count >= 2) & (from_end == 0)
+    if not validation:
+        return _from_mask(data, test_mask)
+    valid_mask = (count >= 3) & (from_end == 1)
+    split = Split.build(data.subset(~test_mask & ~valid_mask), data.subset(test_mask))
+    return split, data.subset(valid_mask)
 
 
 def last_fraction(data: Interactions, frac: float = 0.2, min_rows: int = 5) -> Split:

@@ -18,6 +18,7 @@ from recotorch.models.ncf import NeuralCF
 from recotorch.models.popularity import MostPopular
 from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
 from recotorch.models.rp3beta import RP3beta
+from recotorch.models.sequential import GRU4Rec, KNNLast, SASRec, Transitions
 
 
 def make_model(name: str, **options: Any) -> Estimator:
@@ -37,7 +38,7 @@ def make_model(name: str, **options: Any) -> Estimator:
 
 
 __all__ = [
-    "BCEMF", "BPRMF", "EASE", "MODELS", "Bagged", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
+    "BCEMF", "BPRMF", "EASE", "GRU4Rec", "KNNLast", "SASRec", "Transitions", "MODELS", "Bagged", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
     "ImplicitALS", "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
     "Recommendations", "make_model",
 ]

@@ -1,0 +1,197 @@
+"""Neural next-item models trained by the one `Trainer`: `sasrec` (causal self-attention) and `gru4rec`.
+
+Training rows are windows of `max_len` targets cut from each user's sequence by tensor ops
+(`Sequences.windows`); each position predicts the next item. Losses: "softmax" (full-catalogue
+cross-entropy), "sampled" (softmax over the target and `n_neg` negatives shared by the batch,
+accidental hits masked) and "gbce" (gSASRec's generalised binary cross-entropy with `n_neg`
+negatives and calibration `gbce_t`), the last two for large catalogues. Item index 0 of the
+networks is padding (model index + 1). Early stopping watches validation NDCG@10.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recotorch.core.device import tensor_device
+from recotorch.data.interactions import Interactions
+from recotorch.models.base import register
+from recotorch.models.gradient import GradientEstimator
+from recotorch.models.sequential.base import SequenceModel
+from recotorch.train.config import ScheduleName
+
+Loss = Literal["softmax", "sampled", "gbce"]
+Cell = Literal["gru", "lstm"]
+
+
+class SASRecNet(nn.Module):
+    """Item + position embeddings, pre-LN causal transformer blocks, a final LayerNorm."""
+
+    def __init__(self, n_items: int, dim: int, max_len: int, blocks: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.pos = nn.Embedding(max_len, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim, dropout, batch_first=True, norm_first=True,
+                                           activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.item.weight, std=0.02)
+        nn.init.normal_(self.pos.weight, std=0.02)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L) right-aligned, 0 = padding -> hidden states (B, L, dim)."""
+        length = x.shape[1]
+        h = self.item(x) * math.sqrt(self.item.embedding_dim) + self.pos.weight[-length:]
+        h = self.drop(h) * (x > 0).unsqueeze(-1)
+        causal = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
+        return self.norm(self.encoder(h, mask=causal, is_causal=True))
+
+    def item_weights(self) -> torch.Tensor:
+        return self.item.weight[1:]
+
+
+class GRU4RecNet(nn.Module):
+    """Item embeddings through a GRU or LSTM; the output projected back onto the (tied) item embeddings."""
+
+    def __init__(self, n_items: int, dim: int, hidden: int, layers: int, cell: str, dropout: float) -> None:
+        super().__init__()
+        self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        rnn = nn.GRU if cell == "gru" else nn.LSTM
+        self.rnn = rnn(dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.item.weight, std=0.02)
+        with torch.no_grad():
+            self.item.weight[0].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.drop(self.item(x)))
+        return self.out(self.drop(h))
+
+    def item_weights(self) -> torch.Tensor:
+        return self.item.weight[1:]
+
+
+class _NeuralSequence(SequenceModel, GradientEstimator):
+    """Shared training and scoring of the neural next-item models."""
+
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"fold_in", "similar_items", "item_vectors"})
+    loss: str = "softmax"
+    n_neg: int = 256
+    gbce_t: float = 0.75
+
+    def _prepare(self, train: Interactions) -> None:
+        if self.max_len < 1 or self.n_neg < 1:
+            raise ValueError(f"max_len and n_neg must be >= 1, got {self.max_len} and {self.n_neg}")
+        if self.patience is not None and getattr(self, "_no_valid", False):
+            raise ValueError("patience needs validation rows (early stopping watches validation NDCG@10)")
+        self._store_sequences(train)
+        self._n_items = train.n_items
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, **kwargs: Any) -> _NeuralSequence:
+        self._no_valid = valid is None or len(valid) == 0
+        return super().fit(train, valid, **kwargs)  # type: ignore[return-value]
+
+    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        return {"window": self.sequences_.windows(self.max_len)}
+
+    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = batch["window"] + 1  # 0 = padding
+        inputs, targets = x[:, :-1], x[:, 1:]
+        h = self.module_(inputs)
+        mask = targets > 0
+        hidden, target = h[mask], targets[mask] - 1  # (N, dim), (N,)
+        weights = self.module_.item_weights()
+        if self.loss == "softmax":
+            return F.cross_entropy(hidden @ weights.T, target)
+        negatives = torch.randint(self._n_items, (self.n_neg,), device=hidden.device)
+        pos = (hidden * weights[target]).sum(1, keepdim=True)  # (N, 1)
+        neg = hidden @ weights[negatives].T  # (N, n_neg)
+        neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # accidental hits
+        if self.loss == "sampled":
+            return F.cross_entropy(torch.cat([pos, neg], 1), torch.zeros_like(target))
+        alpha = self.n_neg / max(self._n_items - 1, 1)  # gSASRec: beta calibrates the positive term
+        beta = alpha * (self.gbce_t * (1 - 1 / alpha) + 1 / alpha)
+        neg_term = F.logsigmoid(-neg).masked_fill(torch.isinf(neg), 0.0).sum(1)
+        return -(beta * F.logsigmoid(pos[:, 0]) + neg_term).mean()
+
+    def _valid_loss(self, valid: Interactions) -> float:
+        return -self._valid_ndcg(valid)
+
+    def _represent(self, history: torch.Tensor) -> torch.Tensor:
+        x = (history + 1).to(self.module_device)  # -1 padding -> 0
+        if x.shape[1] == 0:
+            x = torch.zeros(x.shape[0], 1, dtype=torch.int64, device=x.device)
+        return self.module_(x)[:, -1]
+
+    def _score_represented(self, rep: torch.Tensor) -> torch.Tensor:
+        return rep.to(self.module_device) @ self.module_.item_weights().T
+
+    def item_vectors(self) -> torch.Tensor | None:
+        return self.module_.item_weights().detach().cpu()
+
+    def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, extra = GradientEstimator._fitted_state(self)
+        return {**tensors, **self._sequence_state()}, extra
+
+    def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self._n_items = extra["n_items"]
+        self._restore_sequences(tensors, extra["n_items"])
+        GradientEstimator._restore(self, tensors, extra)
+        self.module_.to(tensor_device(self.device)).eval()
+
+
+@register
+class SASRec(_NeuralSequence):
+    """SASRec: causal self-attention over the last `max_len` items predicts the next one.
+
+    Defaults were chosen on the validation target (second-to-last item) of ml-100k leave-one-out;
+    see docs/sequences.md.
+
+    >>> SASRec(epochs=30).fit(train).recommend_history([50, 172, 133], k=10)
+    """
+
+    name = "sasrec"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 8, "max_len": 6, "blocks": 1, "heads": 1, "epochs": 2,
+                                             "batch_size": 16}
+
+    def __init__(self, dim: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 2, dropout: float = 0.3,
+                 loss: Loss = "softmax", n_neg: int = 256, gbce_t: float = 0.75,
+                 epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
+        self._set_params(locals())
+
+    def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        return SASRecNet(n_items, self.dim, self.max_len, self.blocks, self.heads, self.dropout)
+
+
+@register
+class GRU4Rec(_NeuralSequence):
+    """GRU4Rec: a recurrent network (cell="gru" or "lstm", as in the course) over the last `max_len`
+    items, trained on next-item prediction.
+
+    >>> GRU4Rec(cell="lstm").fit(train).recommend([196], k=10)
+    """
+
+    name = "gru4rec"
+    TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 8, "hidden": 8, "max_len": 6, "epochs": 2, "batch_size": 16}
+
+    def __init__(self, cell: Cell = "gru", dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
+                 dropout: float = 0.3, loss: Loss = "softmax", n_neg: int = 256, gbce_t: float = 0.75,
+                 epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
+                 patience: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
+                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
+        self._set_params(locals())
+
+    def _build_module(self, n_users: int, n_items: int) -> nn.Module:
+        return GRU4RecNet(n_items, self.dim, self.hidden, self.layers, self.cell, self.dropout)
