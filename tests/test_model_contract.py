@@ -194,10 +194,55 @@ def test_literal_choices_are_declared_once_and_checked(name, data):
 
     choices = MODELS[name].param_choices()
     for param, allowed in choices.items():
-        model = make_model(name, **{**MODELS[name].TEST_PARAMS, param: "no-such-choice"})
-        with pytest.raises(OptionError, match=param):
-            model.fit(data)
+        with pytest.raises(OptionError, match=param):  # at construction (a Config), else at fit
+            make_model(name, **{**MODELS[name].TEST_PARAMS, param: "no-such-choice"}).fit(data)
         assert MODELS[name]().get_params()[param] in allowed  # the default is one of the choices
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_declared_ranges_are_refused_at_construction(name):
+    from recotorch.errors import OptionError
+    from recotorch.models.config import describe
+
+    for info in describe(name):
+        if not info.range:
+            continue
+        bound = next(float(part.split()[1]) for part in info.range.split(" and "))
+        below = bound - 1 if info.range.startswith((">=", ">")) else bound + 1
+        value = int(below) if info.type.startswith("int") else below
+        with pytest.raises(OptionError, match=info.name):
+            make_model(name, **{**MODELS[name].TEST_PARAMS, info.name: value})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_follow_scikit_learn_habits(name):
+    from recotorch.errors import OptionError
+
+    model = make_model(name, **MODELS[name].TEST_PARAMS)
+    params = model.get_params(deep=False)
+    twin = model.clone()
+    assert type(twin) is type(model) and twin is not model and twin.get_params() == params
+    assert not twin.is_fitted
+    assert type(model)(**params).get_params() == params  # the params rebuild the model
+    assert model.set_params() is model
+    with pytest.raises(OptionError):
+        model.set_params(no_such_option=1)
+    assert model.get_params() == params  # a refused set_params changes nothing
+    assert repr(model).startswith(type(model).__name__ + "(")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_training_field_is_reachable(name):
+    from dataclasses import fields
+
+    from recotorch.train.config import TrainConfig
+
+    model = make_model(name, **MODELS[name].TEST_PARAMS)
+    if not model.supports("train_epochs"):
+        return
+    if "Config" not in vars(type(model)) and not any("Config" in vars(k) for k in type(model).__mro__[1:]):
+        pytest.skip("the model writes its own constructor (not yet adopted a declared Config)")
+    assert {f.name for f in fields(TrainConfig)} <= set(model.get_params())
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from recotorch.models.als import ImplicitALS
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
 from recotorch.models.baselines import BiasBaseline, GlobalMean
 from recotorch.models.coldstart_mf import ColdStartMF
+from recotorch.models.config import build_config, model_class
 from recotorch.models.ease import EASE
 from recotorch.models.ensemble import Bagged
 from recotorch.models.hybrid import HybridMF
@@ -22,23 +22,40 @@ from recotorch.models.sequential import GRU4Rec, KNNLast, SASRec, Transitions
 
 
 def make_model(name: str, **options: Any) -> Estimator:
-    """Build a registered model by name; options it does not take are refused, None ones skipped.
+    """Build a registered model by name; options it does not take are refused (`OptionError` with the
+    closest name suggested), None ones skipped, values checked against the model's `Config`.
 
     >>> make_model("mf", dim=32, epochs=3)
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    cls = MODELS[name]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    cls = model_class(name)
     given = {k: v for k, v in options.items() if v is not None}
-    unknown = sorted(set(given) - accepted)
-    if unknown:
-        raise ValueError(f"model {name!r} does not take {unknown}; it takes {sorted(accepted)}")
+    build_config(cls, given)  # refuses unknown keywords and bad values, also for hand-written constructors
     return cls(**given)
 
 
 __all__ = [
-    "BCEMF", "BPRMF", "EASE", "GRU4Rec", "KNNLast", "SASRec", "Transitions", "MODELS", "Bagged", "BiasBaseline", "ColdStartMF", "Estimator", "GlobalMean", "HybridMF",
-    "ImplicitALS", "ItemKNN", "MatrixFactorization", "MostPopular", "NeuralCF", "Predictions", "RP3beta", "RankingMF",
-    "Recommendations", "make_model",
+    "BCEMF",
+    "BPRMF",
+    "EASE",
+    "MODELS",
+    "Bagged",
+    "BiasBaseline",
+    "ColdStartMF",
+    "Estimator",
+    "GRU4Rec",
+    "GlobalMean",
+    "HybridMF",
+    "ImplicitALS",
+    "ItemKNN",
+    "KNNLast",
+    "MatrixFactorization",
+    "MostPopular",
+    "NeuralCF",
+    "Predictions",
+    "RP3beta",
+    "RankingMF",
+    "Recommendations",
+    "SASRec",
+    "Transitions",
+    "make_model",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import polars as pl
@@ -13,6 +14,7 @@ from recotorch.core.retrieval import RetrievalVectors
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import Estimator, NewRows, register
 from recotorch.models.itemknn import coo
+from recotorch.train.config import Params, int_range, log_uniform, param
 
 # Cells of the (rows, dim, dim) Gram batch built per solve step.
 GRAM_CELLS = 2**24
@@ -45,18 +47,23 @@ class ImplicitALS(Estimator):
                               "user_vectors"})
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "iterations": 2}
 
-    def __init__(self, dim: int = 128, reg: float = 30.0, alpha: float = 8.0, iterations: int = 10,
-                 solver: Literal["cg", "cholesky"] = "cg", cg_steps: int = 3, init_std: float = 0.01,
-                 seed: int = 0, device: str = "cpu") -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(Params):
+        dim: int = param(128, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
+        reg: float = param(30.0, ge=0, help="ridge strength", tune=log_uniform(1e-2, 1e3))
+        alpha: float = param(8.0, ge=0, help="confidence c = 1 + alpha r", tune=log_uniform(0.1, 100))
+        iterations: int = param(10, ge=1, help="alternating passes (users, then items)", tune=int_range(2, 30))
+        solver: Literal["cg", "cholesky"] = param("cg", help="cg (a few warm-started steps) or cholesky (exact)")
+        cg_steps: int = param(3, ge=1, help="conjugate-gradient steps per solve")
+        init_std: float = param(0.01, gt=0, help="std of the initial factors")
+        seed: int = param(0, help="seeds the initial factors")
+        device: str = param("cpu", help="cpu, cuda, cuda:1, or auto")
 
     @property
     def torch_device(self) -> torch.device:
         return tensor_device(self.device)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.reg < 0 or self.alpha < 0 or self.dim < 1:
-            raise ValueError("need dim >= 1, reg >= 0 and alpha >= 0")
         dev = self.torch_device
         n_users, n_items = train.n_users, train.n_items
         r = train.rating.float() if train.rating is not None else torch.ones(len(train))

@@ -21,9 +21,6 @@ that stands for "liked" in a history without ratings).
 
 from __future__ import annotations
 
-import inspect
-import types
-import typing
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +37,8 @@ from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.vocab import Vocab
 from recotorch.errors import OptionError, UnsupportedError
+from recotorch.models.config import build_config, clone_params, config_class, defaults, field_names, install_init
+from recotorch.train.config import field_types, literal_choices
 
 Task = Literal["rating", "ranking"]
 Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors", "user_vectors",
@@ -179,47 +178,61 @@ class Estimator(ABC):
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         """Rebuild fitted state from `_state()` output."""
 
-    # ---- hyper-parameters ---------------------------------------------------------------
+    # ---- hyper-parameters (declared once in `Config`: see `recotorch.models.config`) -------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in cls.__dict__ and "__init__" not in cls.__dict__:
+            install_init(cls)
+
+    def _apply_config(self, config: Any) -> None:
+        """Set each field of a validated config as an attribute of the same name."""
+        for name in field_names(type(config)):
+            setattr(self, name, getattr(config, name))
+
     def _set_params(self, params: dict[str, Any]) -> None:
-        """Store `__init__` arguments verbatim (call as `self._set_params(locals())`)."""
+        """Store `__init__` arguments verbatim (call as `self._set_params(locals())`), for models that write
+        their own constructor instead of declaring a `Config`."""
         for name, value in params.items():
             if name not in ("self", "__class__"):
                 setattr(self, name, value)
 
     @classmethod
     def param_choices(cls) -> dict[str, tuple[Any, ...]]:
-        """The allowed values of each `__init__` parameter annotated with a `Literal` (or `Literal | None`):
-        declared once in the signature, checked by `check_params`."""
+        """The allowed values of each hyper-parameter annotated with a `Literal` (or `Literal | None`)."""
+        config = config_class(cls)
         try:
-            hints = typing.get_type_hints(cls.__init__)
+            hints = field_types(config)
         except Exception:  # an annotation that cannot be resolved: nothing to check
             return {}
-        out: dict[str, tuple[Any, ...]] = {}
-        for name, hint in hints.items():
-            union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-            args = typing.get_args(hint) if union else (hint,)
-            literals = [a for a in args if typing.get_origin(a) is Literal]
-            if literals and all(typing.get_origin(a) is Literal or a is type(None) for a in args):
-                out[name] = tuple(v for a in literals for v in typing.get_args(a)) + \
-                    ((None,) if type(None) in args else ())
-        return out
+        found = {name: literal_choices(hint) for name, hint in hints.items()}
+        return {name: choices for name, choices in found.items() if choices is not None}
 
     def check_params(self) -> None:
-        """Refuse a `Literal`-typed hyper-parameter outside its choices (`OptionError` naming it)."""
-        params = self.get_params()
-        for name, choices in self.param_choices().items():
-            if name in params and params[name] not in choices:
-                shown = [repr(c) for c in choices if c is not None]
-                listed = " or ".join(shown) if len(shown) < 3 else ", ".join(shown[:-1]) + " or " + shown[-1]
-                raise OptionError(name, f"must be {listed}, got {params[name]!r}")
+        """Refuse hyper-parameters their declaration does not allow (`OptionError` naming the keyword):
+        run at construction for models with a `Config`, and again at fit (attributes may have been set)."""
+        build_config(type(self), self.get_params())
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters by name, as given to `__init__`."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """Hyper-parameters by name, as given to the constructor (`deep` is accepted for scikit-learn's habit;
+        recotorch models hold no nested estimators)."""
+        return {n: getattr(self, n) for n in field_names(config_class(type(self)))}
+
+    def set_params(self, **params: Any) -> Estimator:
+        """Change hyper-parameters (checked as at construction); returns self. Fitted state is kept until
+        the next `fit`."""
+        config = build_config(type(self), {**self.get_params(), **params})
+        for name in params:
+            setattr(self, name, getattr(config, name))
+        return self
+
+    def clone(self) -> Estimator:
+        """An unfitted copy with the same hyper-parameters (`sklearn.base.clone` semantics)."""
+        return type(self)(**clone_params(self.get_params()))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        """The class and the hyper-parameters that differ from their defaults, as scikit-learn shows them."""
+        dflt = defaults(config_class(type(self)))
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if k not in dflt or dflt[k] != v)
         return f"{type(self).__name__}({args})"
 
     # ---- fitting ------------------------------------------------------------------------
@@ -307,7 +320,8 @@ class Estimator(ABC):
         """The rating standing for "liked" in a history without ratings: None (ranking models, which
         treat every given item as a positive); rating models give the top of their rating scale."""
         if self.task == "rating":
-            raise OptionError("liked", f"{type(self).__name__} predicts ratings on an open scale: send 'ratings', not 'liked'")
+            raise OptionError("liked", f"{type(self).__name__} predicts ratings on an open scale: "
+                                       "send 'ratings', not 'liked'")
         return None
 
     # ---- answering in raw ids -----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
@@ -9,6 +10,7 @@ import torch
 
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import Estimator, NewRows, register
+from recotorch.train.config import Params, log_uniform, param
 
 
 @register
@@ -26,13 +28,13 @@ class BiasBaseline(Estimator):
     task = "rating"
     CAPABILITIES = frozenset({"fold_in", "update"})
 
-    def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_iters: int = 10,
-                 use_users: bool = True, use_items: bool = True) -> None:
-        self.reg_user = reg_user
-        self.reg_item = reg_item
-        self.n_iters = n_iters
-        self.use_users = use_users
-        self.use_items = use_items
+    @dataclass
+    class Config(Params):
+        reg_user: float = param(15.0, ge=0, help="pseudo-count pulling user biases to zero", tune=log_uniform(0.1, 100))
+        reg_item: float = param(10.0, ge=0, help="pseudo-count pulling item biases to zero", tune=log_uniform(0.1, 100))
+        n_iters: int = param(10, ge=1, help="alternating passes")
+        use_users: bool = param(True, help="fit user biases")
+        use_items: bool = param(True, help="fit item biases")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         if train.rating is None:
@@ -111,11 +113,11 @@ class GlobalMean(BiasBaseline):
     name = "mean"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self) -> None:
-        super().__init__(use_users=False, use_items=False)
+    reg_user, reg_item, n_iters, use_users, use_items = 15.0, 10.0, 10, False, False
 
-    def get_params(self) -> dict[str, Any]:
-        return {}
+    @dataclass
+    class Config(Params):
+        """No hyper-parameters."""
 
 
 def fit_biases(train: Interactions, reg_user: float, reg_item: float, n_iters: int,

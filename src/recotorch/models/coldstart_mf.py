@@ -18,6 +18,7 @@ same `predict` / `recommend`, same files plus the learnt strengths `fold_in_reg_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -26,9 +27,10 @@ from recotorch.core.maths import ridge_fold_in, squash
 from recotorch.data.demographics import demographic_design
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.mf import MatrixFactorization, RatingRange
+from recotorch.models.gradient import LATER_FIELDS
+from recotorch.models.mf import MatrixFactorization
 from recotorch.models.priors import FOLD_IN_REG, FOLD_IN_REG_BIAS, fit_demographic_prior
-from recotorch.train.config import OptimizerName, ScheduleName
+from recotorch.train.config import int_range, log_uniform, param
 
 __all__ = ["ColdStartMF", "Episodes"]
 
@@ -92,17 +94,22 @@ class ColdStartMF(MatrixFactorization):
 
     name = "mf_coldstart"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "meta_epochs": 1}
+    LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS | {"shuffle": "random"}
 
-    def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
-                 epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False,
-                 meta_epochs: int = 4, meta_lr: float = 1e-3, meta_users: int = 64, max_support: int = 10,
-                 max_query: int = 128, support: Literal["random", "time"] = "random",
-                 prior: Literal["demographic", "population"] = "demographic", learn_reg: bool = False,
-                 mf_weight: float = 1.0,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(MatrixFactorization.Config):
+        meta_epochs: int = param(4, ge=0, help="passes of episodic fine-tuning over the training users (0: plain MF)",
+                                 tune=int_range(0, 10))
+        meta_lr: float = param(1e-3, gt=0, help="Adam learning rate of the episodic fine-tuning",
+                               tune=log_uniform(1e-4, 1e-2))
+        meta_users: int = param(64, ge=1, help="users per episode batch")
+        max_support: int = param(10, ge=1, help="most ratings in a support set (each has 1..max_support)")
+        max_query: int = param(128, ge=1, help="most ratings in a query set")
+        support: Literal["random", "time"] = param("random", help="support sets: random, or the first ratings")
+        prior: Literal["demographic", "population"] = param(
+            "demographic", help="fold-in prior of the training users: demographic (when features exist) or population")
+        learn_reg: bool = param(False, help="learn the fold-in prior strengths")
+        mf_weight: float = param(1.0, ge=0, help="weight of the plain MF loss on the query rows")
 
     fold_in_reg_: tuple[float, float] | None = None
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.itemknn import HalfLifeUnit, ItemItemModel, distinct_pairs, gram_blocks
+from recotorch.models.itemknn import ItemItemModel, RecencyConfig, distinct_pairs, gram_blocks
+from recotorch.train.config import log_uniform, param
 
 
 @register
@@ -38,14 +40,12 @@ class EASE(ItemItemModel):
     name = "ease"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"reg": 10.0}
 
-    def __init__(self, reg: float = 100.0, dtype: Literal["float32", "float64"] = "float64",
-                 device: str = "cpu", half_life: float | None = None,
-                 half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(RecencyConfig):
+        reg: float = param(100.0, gt=0, help="ridge strength on the item-item weights", tune=log_uniform(1.0, 1e4))
+        dtype: Literal["float32", "float64"] = param("float64", help="precision of the solve")
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.reg <= 0:
-            raise ValueError(f"reg must be > 0, got {self.reg}")
         dtype = getattr(torch, self.dtype)
         dev = self.torch_device
         users, items = distinct_pairs(train)

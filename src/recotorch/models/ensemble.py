@@ -20,17 +20,21 @@ a list in model.json, so `recotorch.load` gives back the same members.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
 import torch
 
 from recotorch.data.interactions import Interactions
+from recotorch.errors import OptionError
 from recotorch.models.base import MODELS, Estimator, register
+from recotorch.models.config import field_names
+from recotorch.train.config import OptimizerName, Params, param
 
 __all__ = ["Bagged"]
 
-SHARED_OPTIONS = ("dim", "epochs", "lr", "batch_size", "weight_decay", "patience", "device", "optimizer", "amp")
+NOT_SHARED = ("base", "members", "seed", "params")  # every other field goes to every member
 
 
 @register
@@ -46,18 +50,31 @@ class Bagged(Estimator):
     task = "rating"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"base": "mf", "members": 2, "dim": 4, "epochs": 2}
 
-    def __init__(self, base: str = "mf_coldstart", members: int = 5, seed: int = 0, dim: int | None = None,
-                 epochs: int | None = None, lr: float | None = None, batch_size: int | None = None,
-                 weight_decay: float | None = None, patience: int | None = None, device: str | None = None,
-                 optimizer: str | None = None, amp: bool | None = None,
-                 params: dict[str, Any] | None = None) -> None:
-        self._set_params(locals())
-        if base not in MODELS or base == self.name:
-            raise ValueError(f"bagged: unknown base model {base!r}; choose one of "
-                             f"{sorted(set(MODELS) - {self.name})}")
-        if members < 1:
-            raise ValueError(f"bagged: members must be at least 1, got {members}")
-        self.task = MODELS[base].task
+    @dataclass
+    class Config(Params):
+        base: str = param("mf_coldstart", help="the registered model each member is")
+        members: int = param(5, ge=1, help="members, trained with seeds seed .. seed + members - 1")
+        seed: int = param(0, help="seed of the first member")
+        dim: int | None = param(None, ge=1, help="passed to every member (None: the base's default)")
+        epochs: int | None = param(None, ge=1, help="passed to every member")
+        lr: float | None = param(None, gt=0, help="passed to every member")
+        batch_size: int | None = param(None, ge=1, help="passed to every member")
+        weight_decay: float | None = param(None, ge=0, help="passed to every member")
+        patience: int | None = param(None, ge=1, help="passed to every member")
+        device: str | None = param(None, help="passed to every member")
+        optimizer: OptimizerName | None = param(None, help="passed to every member")  # noqa: RUF009
+        amp: bool | None = param(None, help="passed to every member")
+        params: dict[str, Any] | None = param(None, help="further options of every member")  # noqa: RUF009
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.base not in MODELS or self.base == Bagged.name:
+                raise OptionError("base", f"unknown base model {self.base!r}; choose one of "
+                                          f"{sorted(set(MODELS) - {Bagged.name})}")
+
+    def _apply_config(self, config: Any) -> None:
+        super()._apply_config(config)
+        self.task = MODELS[self.base].task
 
     members_: list[Estimator]
 
@@ -66,7 +83,7 @@ class Bagged(Estimator):
         """An unfitted member i (seed `seed + i`)."""
         from recotorch.models import make_model
 
-        shared = {k: getattr(self, k) for k in SHARED_OPTIONS}
+        shared = {k: getattr(self, k) for k in field_names(type(self).Config) if k not in NOT_SHARED}
         return make_model(self.base, **{**shared, **(self.params or {}), "seed": self.seed + i})
 
     def _share(self, member: Estimator) -> Estimator:

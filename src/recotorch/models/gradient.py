@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 # TrainConfig fields every gradient model takes since they became reachable; left out of the checkpoint
 # fingerprint at their defaults, so checkpoints written before still resume
 LATER_FIELDS = {"grad_accum": 1, "schedule": "one_cycle", "pct_start": 0.25}
+# ... and those some models gained when their hyper-parameters became one `Config` over `TrainConfig`
+GAINED_FIELDS = {"optimizer": "adamw", "amp": False, "shuffle": "random"}
 
 
 class GradientEstimator(Estimator):
@@ -32,6 +34,8 @@ class GradientEstimator(Estimator):
 
     module_: nn.Module
     history_: History
+    # parameters left out of the checkpoint fingerprint at their defaults (added after checkpoints were written)
+    LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS
 
     # ---- the part each model writes -----------------------------------------------------
     @abstractmethod
@@ -77,7 +81,8 @@ class GradientEstimator(Estimator):
         with seeded(cfg.seed):
             self.module_ = self._build_module(train.n_users, train.n_items)
         checkpoint_dir, resume = getattr(self, "_checkpointing", (None, False))
-        params = {k: v for k, v in self.get_params().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        later = self.LATER_PARAMS
+        params = {k: v for k, v in self.get_params().items() if k not in later or v != later[k]}
         fingerprint = {"model": self.name, "params": {k: repr(v) for k, v in params.items()},
                        "rows": len(train), "checksum": _data_checksum(train)}
         trainer = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume, fingerprint=fingerprint)

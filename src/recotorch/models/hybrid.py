@@ -11,6 +11,7 @@ the feature part to stand alone (as in DropoutNet).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -29,6 +30,8 @@ from recotorch.data.vocab import Vocab
 from recotorch.models.base import Recommendations, register
 from recotorch.models.baselines import fit_biases, partial_bias
 from recotorch.models.gradient import (
+    GAINED_FIELDS,
+    LATER_FIELDS,
     GradientEstimator,
     baseline_cold_scores,
     liked_rating_of,
@@ -37,7 +40,7 @@ from recotorch.models.gradient import (
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import RatingRange
 from recotorch.models.priors import FactorFoldIn
-from recotorch.train.config import ScheduleName
+from recotorch.train.config import TrainConfig, Tune, int_range, param
 from recotorch.train.losses import bce_loss, mse_loss
 
 __all__ = ["HybridMF", "HybridNet", "item_tokens", "user_tokens"]
@@ -203,6 +206,7 @@ class HybridMF(FactorFoldIn, GradientEstimator):
 
     name = "hybrid"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "min_count": 1}
+    LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS | GAINED_FIELDS
 
     def capabilities(self) -> frozenset[str]:
         """Fold-in (the rating factor models' ridge solve) only with task="rating"."""
@@ -235,16 +239,23 @@ class HybridMF(FactorFoldIn, GradientEstimator):
 
     rating_scale_: tuple[float, float] | None = None
 
-    def __init__(self, task: Literal["rating", "ranking"] = "rating", dim: int = 50,
-                 item_features: Sequence[str] = ITEM_GROUPS, user_features: Sequence[str] = USER_GROUPS,
-                 min_count: int = 5, id_dropout: float = 0.25, n_neg: int = 4, rating_range: RatingRange = "auto",
-                 init_std: float = 0.01, epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2,
-                 weight_decay: float = 0.5, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
-        self.item_features = tuple(item_features)
-        self.user_features = tuple(user_features)
+    @dataclass
+    class Config(TrainConfig):
+        task: Literal["rating", "ranking"] = param("rating", help="rating (MSE on a sigmoid) or ranking (BCE)")
+        dim: int = param(50, ge=1, help="factors per id and feature", tune=int_range(8, 256, log=True))
+        item_features: Sequence[str] = param(ITEM_GROUPS, help="item feature groups to use (empty: none)")
+        user_features: Sequence[str] = param(USER_GROUPS, help="user feature groups to use (empty: none)")
+        min_count: int = param(5, ge=1, help="keep a feature when at least this many training items (users) have it")
+        id_dropout: float = param(0.25, ge=0, le=1, help="probability of dropping an id embedding in training",
+                                  tune=Tune(0.0, 0.5))
+        n_neg: int = param(4, ge=1, help="sampled negatives per positive (task='ranking')")
+        rating_range: RatingRange = param(  # noqa: RUF009 (a type alias)
+            "auto", help='(lo, hi) the sigmoid maps onto; "auto" from the data; None: no squash')
+        init_std: float = param(0.01, gt=0, help="std of the initial factors")
+
+        def __post_init__(self) -> None:
+            self.item_features, self.user_features = tuple(self.item_features), tuple(self.user_features)
+            super().__post_init__()
 
     # ---- training -------------------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import polars as pl
@@ -27,11 +28,23 @@ from recotorch.core.device import tensor_device
 from recotorch.core.topk import largest, top_k
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import Estimator, NewRows, register
+from recotorch.train.config import Params, Tune, int_range, log_uniform, param
 
 # Cells of the dense blocks built while fitting (a block of item rows x users or x items).
 BLOCK_CELLS = 2**24
 DEFAULT_ITEM_PRIOR = 1.0  # fold-in: weight of the average training user's row added to a new user's row
 HalfLifeUnit = Literal["fraction", "steps"]
+
+
+@dataclass
+class RecencyConfig(Params):
+    """The fields every item-item model takes: device and the recency weights of x_u."""
+
+    device: str = param("cpu", help="cpu, cuda, cuda:1, or auto")
+    half_life: float | None = param(None, gt=0, help="recency half-life of a user's items (None: 0/1 rows)",
+                                    tune=log_uniform(0.05, 5.0))
+    half_life_unit: HalfLifeUnit = param(  # noqa: RUF009 (a type alias)
+        "fraction", help="half_life as a fraction of the user's rows, or in steps")
 
 
 def coo(coords: torch.Tensor, values: torch.Tensor, shape: tuple[int, int], coalesced: bool = False) -> torch.Tensor:
@@ -251,14 +264,15 @@ class ItemKNN(ItemItemModel):
     name = "itemknn"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"neighbours": 10}
 
-    def __init__(self, neighbours: int = 100, weighting: Literal["cosine", "bm25"] = "cosine",
-                 shrink: float = 0.0, k1: float = 1.2, b: float = 0.75, device: str = "cpu",
-                 half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(RecencyConfig):
+        neighbours: int = param(100, ge=1, help="links kept per item", tune=int_range(10, 1000, log=True))
+        weighting: Literal["cosine", "bm25"] = param("cosine", help="cosine or bm25-weighted co-occurrence")
+        shrink: float = param(0.0, ge=0, help="added to the cosine's denominator", tune=Tune(0.0, 100.0))
+        k1: float = param(1.2, ge=0, help="BM25 saturation")
+        b: float = param(0.75, ge=0, le=1, help="BM25 length normalisation")
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.neighbours < 1:
-            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
         n_users, n_items, dev = train.n_users, train.n_items, self.torch_device
         users, items = distinct_pairs(train)
         item_count = torch.bincount(items, minlength=n_items).float()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -12,9 +13,8 @@ from recotorch.core.retrieval import RetrievalVectors
 from recotorch.models.base import NewRows, register
 from recotorch.models.gradient import RatingModel
 from recotorch.models.priors import FactorFoldIn
-from recotorch.train.config import OptimizerName, ScheduleName
+from recotorch.train.config import TrainConfig, int_range, log_uniform, param
 from recotorch.train.fast_mf import FusedDotBiasStep
-from recotorch.train.ordering import ShuffleName
 
 RatingRange = tuple[float, float] | Literal["auto"] | None
 # tuned on ml-100k (RMSE ~0.904 in ~0.3 s) and checked on a 20M-row synthetic log (docs/scale.md)
@@ -93,13 +93,13 @@ class MatrixFactorization(FactorFoldIn, RatingModel):
                               "user_vectors", "item_biases", "user_biases"})
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
-    def __init__(self, dim: int = 50, rating_range: RatingRange = "auto", init_std: float = 0.01,
-                 epochs: int = 5, batch_size: int = 1024, lr: float = 1e-2, weight_decay: float = 0.5,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False, optimizer: OptimizerName = "adamw", amp: bool = False,
-                 shuffle: ShuffleName = "random",
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(TrainConfig):
+        dim: int = param(50, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
+        rating_range: RatingRange = param(  # noqa: RUF009 (a type alias)
+            "auto", help='(lo, hi) the sigmoid maps onto; "auto" from the data (1-5 stars: 0-5.5); None: no squash')
+        init_std: float = param(0.01, gt=0, help="standard deviation of the initial factors",
+                                tune=log_uniform(1e-3, 0.3))
 
     @classmethod
     def fast(cls, **params: Any) -> MatrixFactorization:

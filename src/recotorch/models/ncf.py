@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, ClassVar
 
@@ -10,10 +11,11 @@ import torch
 from torch import nn
 
 from recotorch.core.maths import squash
+from recotorch.errors import OptionError
 from recotorch.models.base import register
-from recotorch.models.gradient import RatingModel
+from recotorch.models.gradient import GAINED_FIELDS, LATER_FIELDS, RatingModel
 from recotorch.models.mf import RatingRange
-from recotorch.train.config import ScheduleName
+from recotorch.train.config import TrainConfig, Tune, int_range, param
 
 # Cells of the (users x items x hidden) tensor built per chunk when scoring whole catalogues.
 _SCORE_ALL_BUDGET = 2**25
@@ -76,15 +78,25 @@ class NeuralCF(RatingModel):
     name = "ncf"
     CAPABILITIES = frozenset({"similar_items", "item_vectors", "user_vectors"})
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"user_dim": 4, "item_dim": 4, "layers": (8,), "epochs": 1}
+    LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS | GAINED_FIELDS
 
-    def __init__(self, user_dim: int = 64, item_dim: int = 64, layers: Sequence[int] = (128,),
-                 dropout: float = 0.2, rating_range: RatingRange = "auto", epochs: int = 8,
-                 batch_size: int = 256, lr: float = 5e-3, weight_decay: float = 0.5,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
-        self.layers = tuple(layers)
+    @dataclass
+    class Config(TrainConfig):
+        user_dim: int = param(64, ge=1, help="user embedding width", tune=int_range(8, 256, log=True))
+        item_dim: int = param(64, ge=1, help="item embedding width", tune=int_range(8, 256, log=True))
+        layers: Sequence[int] = param((128,), help="widths of the hidden layers")
+        dropout: float = param(0.2, ge=0, lt=1, help="dropout after each hidden layer", tune=Tune(0.0, 0.5))
+        rating_range: RatingRange = param(  # noqa: RUF009 (a type alias)
+            "auto", help='(lo, hi) the sigmoid maps onto; "auto" from the data; None: no squash')
+        epochs: int = 8
+        batch_size: int = 256
+        lr: float = 5e-3
+
+        def __post_init__(self) -> None:
+            self.layers = tuple(self.layers)
+            super().__post_init__()
+            if any(w < 1 for w in self.layers):
+                raise OptionError("layers", f"widths must be >= 1, got {list(self.layers)}")
 
     def _build_module(self, n_users: int, n_items: int) -> ConcatMLP:
         return ConcatMLP(n_users, n_items, self.user_dim, self.item_dim, self.layers, self.dropout,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -9,6 +10,7 @@ import torch
 
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import Estimator, NewRows, register
+from recotorch.train.config import Params, param
 
 
 @register
@@ -26,8 +28,9 @@ class MostPopular(Estimator):
     task = "ranking"
     CAPABILITIES = frozenset({"fold_in", "update"})
 
-    def __init__(self, use_weights: bool = False) -> None:
-        self.use_weights = use_weights
+    @dataclass
+    class Config(Params):
+        use_weights: bool = param(False, help="sum the rating column instead of counting rows")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         weights = train.rating.float() if self.use_weights and train.rating is not None else None

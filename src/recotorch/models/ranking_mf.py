@@ -13,6 +13,7 @@ defaults tuned for it); `make_model("ranking_mf", loss=...)` the general class.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -21,11 +22,12 @@ from recotorch.core.device import resolve_device, seeded
 from recotorch.core.retrieval import RetrievalVectors
 from recotorch.data.interactions import Interactions
 from recotorch.data.sampling import NegativeSampler
+from recotorch.errors import OptionError
 from recotorch.models.base import register
-from recotorch.models.gradient import GradientEstimator
+from recotorch.models.gradient import GAINED_FIELDS, LATER_FIELDS, GradientEstimator
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import DotBias
-from recotorch.train.config import ScheduleName
+from recotorch.train.config import TrainConfig, int_range, log_uniform, param
 from recotorch.train.losses import bce_loss, bpr_loss, sampled_softmax_loss
 
 Loss = Literal["bpr", "bce", "softmax"]
@@ -54,20 +56,28 @@ class RankingMF(GradientEstimator):
     task = "ranking"
     CAPABILITIES = frozenset({"retrieval_vectors", "similar_items", "item_vectors", "user_vectors"})
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "n_neg": 4}
+    LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS | GAINED_FIELDS
 
-    def __init__(self, loss: Loss = "softmax", dim: int = 64, n_neg: int = 128, sampler: Sampler = "popularity",
-                 init_std: float = 0.1, epochs: int = 20, batch_size: int = 2048, lr: float = 2e-2,
-                 weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(TrainConfig):
+        loss: Loss = param("softmax", help="bpr, bce or softmax (sampled, logQ-corrected)")  # noqa: RUF009 (alias)
+        dim: int = param(64, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
+        n_neg: int = param(128, ge=1, help="sampled negatives per positive (bpr, bce) or per batch (softmax)",
+                           tune=int_range(1, 512, log=True))
+        sampler: Sampler = param("popularity", help="uniform, popularity (** 0.75) or in_batch (softmax only)")  # noqa: RUF009
+        init_std: float = param(0.1, gt=0, help="std of the initial factors", tune=log_uniform(1e-3, 0.3))
+        epochs: int = 20
+        batch_size: int = 2048
+        lr: float = 2e-2
+        weight_decay: float = 1.0
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.sampler == "in_batch" and self.loss != "softmax":
+                raise OptionError("sampler", "'in_batch' needs loss='softmax'")
 
     # ---- training -----------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
-        if self.sampler == "in_batch" and self.loss != "softmax":
-            raise ValueError("sampler='in_batch' needs loss='softmax'")
-        if self.n_neg < 1:
-            raise ValueError(f"n_neg must be >= 1, got {self.n_neg}")
         dev = resolve_device(self.device)
         popularity = torch.bincount(train.item_idx, minlength=train.n_items).float()
         weights = popularity**0.75 if self.sampler == "popularity" else None
@@ -156,13 +166,18 @@ class BPRMF(RankingMF):
     name = "bpr"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
-    def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
-                 init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,
-                 weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        super().__init__("bpr", dim, n_neg, sampler, init_std, epochs, batch_size, lr, weight_decay, patience,
-                         seed, device, progress, grad_accum, schedule, pct_start)
+    loss = "bpr"
+
+    @dataclass
+    class Config(TrainConfig):
+        dim: int = param(64, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
+        n_neg: int = param(4, ge=1, help="sampled negatives per positive", tune=int_range(1, 64, log=True))
+        sampler: Literal["uniform", "popularity"] = param("uniform", help="uniform or popularity (** 0.75)")
+        init_std: float = param(0.1, gt=0, help="std of the initial factors", tune=log_uniform(1e-3, 0.3))
+        epochs: int = 40
+        batch_size: int = 4096
+        lr: float = 3e-2
+        weight_decay: float = 1.0
 
 
 @register
@@ -172,10 +187,15 @@ class BCEMF(RankingMF):
     name = "bce"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
-    def __init__(self, dim: int = 64, n_neg: int = 4, sampler: Literal["uniform", "popularity"] = "uniform",
-                 init_std: float = 0.1, epochs: int = 40, batch_size: int = 4096, lr: float = 3e-2,
-                 weight_decay: float = 1.0, patience: int | None = None, seed: int = 0, device: str = "cpu",
-                 progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        super().__init__("bce", dim, n_neg, sampler, init_std, epochs, batch_size, lr, weight_decay, patience,
-                         seed, device, progress, grad_accum, schedule, pct_start)
+    loss = "bce"
+
+    @dataclass
+    class Config(TrainConfig):
+        dim: int = param(64, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
+        n_neg: int = param(4, ge=1, help="sampled negatives per positive", tune=int_range(1, 64, log=True))
+        sampler: Literal["uniform", "popularity"] = param("uniform", help="uniform or popularity (** 0.75)")
+        init_std: float = param(0.1, gt=0, help="std of the initial factors", tune=log_uniform(1e-3, 0.3))
+        epochs: int = 40
+        batch_size: int = 4096
+        lr: float = 3e-2
+        weight_decay: float = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -9,7 +10,8 @@ import torch
 from recotorch.core.topk import largest
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.itemknn import HalfLifeUnit, ItemKNN, distinct_pairs, gram_blocks
+from recotorch.models.itemknn import ItemKNN, RecencyConfig, distinct_pairs, gram_blocks
+from recotorch.train.config import Tune, int_range, param
 
 
 @register
@@ -31,9 +33,11 @@ class RP3beta(ItemKNN):
     name = "rp3beta"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"neighbours": 10}
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.6, neighbours: int = 200, device: str = "cpu",
-                 half_life: float | None = None, half_life_unit: HalfLifeUnit = "fraction") -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(RecencyConfig):
+        alpha: float = param(0.5, ge=0, help="exponent of the walk's transition probabilities", tune=Tune(0.0, 1.5))
+        beta: float = param(0.6, ge=0, help="popularity damping of the target item", tune=Tune(0.0, 1.0))
+        neighbours: int = param(200, ge=1, help="links kept per item", tune=int_range(10, 1000, log=True))
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         if self.neighbours < 1:
