@@ -105,3 +105,31 @@ def test_learnt_prior_strengths_are_used_and_saved(split, tmp_path):
 def test_registered_under_its_name():
     model = make_model("mf_coldstart", dim=8, meta_epochs=2)
     assert isinstance(model, ColdStartMF) and model.meta_epochs == 2
+
+
+def test_meta_training_runs_through_the_trainer_and_resumes_exactly(split, tmp_path, monkeypatch):
+    """Meta-training is a second stage of the one `Trainer`: its epochs are checkpointed, and a run
+    interrupted mid-way and resumed gives the numbers of an uninterrupted one."""
+    params = {**SMALL, "epochs": 2, "meta_epochs": 3, "learn_reg": True}
+    whole = ColdStartMF(**params).fit(split.train)
+    assert [e.epoch for e in whole.meta_history_.epochs] == [0, 1, 2]
+    assert all(e.train_loss > 0 for e in whole.meta_history_.epochs)
+
+    calls, real = {"n": 0}, ColdStartMF._episode_loss
+    steps = -(-int((torch.bincount(split.train.user_idx) >= 2).sum()) // SMALL["meta_users"])
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > steps + 1:  # one epoch done (and checkpointed), then the power goes
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ColdStartMF, "_episode_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ColdStartMF(**params).fit(split.train, checkpoint_dir=tmp_path)
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "meta_checkpoint.pt").is_file()
+    monkeypatch.setattr(ColdStartMF, "_episode_loss", real)
+    resumed = ColdStartMF(**params).fit(split.train, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.meta_history_.resumed_from == 1
+    torch.testing.assert_close(resumed.item_vectors(), whole.item_vectors(), atol=0, rtol=0)
+    assert resumed.fold_in_reg_ == whole.fold_in_reg_

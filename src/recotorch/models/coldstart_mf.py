@@ -18,10 +18,13 @@ same `predict` / `recommend`, same files plus the learnt strengths `fold_in_reg_
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+from torch import nn
 
 from recotorch.core.maths import ridge_fold_in, squash
 from recotorch.data.demographics import demographic_design
@@ -30,7 +33,8 @@ from recotorch.models.base import register
 from recotorch.models.gradient import LATER_FIELDS
 from recotorch.models.mf import MatrixFactorization
 from recotorch.models.priors import FOLD_IN_REG, FOLD_IN_REG_BIAS, fit_demographic_prior
-from recotorch.train.config import int_range, log_uniform, param
+from recotorch.train.config import TrainConfig, int_range, log_uniform, param
+from recotorch.train.trainer import Trainer
 
 __all__ = ["ColdStartMF", "Episodes"]
 
@@ -135,37 +139,33 @@ class ColdStartMF(MatrixFactorization):
         return mu + demographic_design(self.user_features_, levels)[0] @ coef, var  # type: ignore[arg-type]
 
     def _meta_fit(self, train: Interactions) -> None:
-        m = self.module_
-        dev = self.module_device
-        episodes = Episodes(train, self.max_support, self.max_query, self.support)
-        log_reg = torch.tensor([FOLD_IN_REG, FOLD_IN_REG_BIAS], device=dev).log().requires_grad_(self.learn_reg)
-        params = [m.item_factors.weight, m.item_bias.weight, m.user_factors.weight, m.user_bias.weight]
-        opt = torch.optim.Adam(params, lr=self.meta_lr)  # rows are indexed directly: dense gradients
-        reg_opt = torch.optim.Adam([log_reg], lr=10 * self.meta_lr) if self.learn_reg else None
-        users = torch.nonzero(episodes.counts >= 2).flatten()
-        gen = torch.Generator().manual_seed(self.seed + 1)
-        for _ in range(self.meta_epochs):
-            mu_all, var = (t.to(dev) for t in self._prior_means())
-            for chunk in users[torch.randperm(users.numel(), generator=gen)].split(self.meta_users):
-                ep = {k: v.to(dev) for k, v in episodes.batch(chunk, gen).items()}
-                loss = self._episode_loss(ep, chunk.to(dev), mu_all, var, log_reg)
-                opt.zero_grad()
-                if reg_opt is not None:
-                    reg_opt.zero_grad()
-                loss.backward()
-                opt.step()
-                if reg_opt is not None:
-                    reg_opt.step()
-        lam = log_reg.detach().exp().cpu()
+        """Episodic fine-tuning through the one `Trainer` (progress, device, checkpoints and resume as for the
+        MF stage): Adam (torch's default betas, no weight decay, constant rate `meta_lr`; the prior
+        strengths at 10 x `meta_lr` when learnt) over episode batches of `meta_users` users."""
+        net = MetaNet(self.module_, learn_reg=self.learn_reg)
+        cfg = TrainConfig(epochs=self.meta_epochs, batch_size=self.meta_users, lr=self.meta_lr, weight_decay=0.0,
+                          schedule="constant", seed=self.seed, device=self.device, progress=self.progress)
+        groups = [{"params": list(self.module_.parameters()), "betas": ADAM_BETAS}]
+        if self.learn_reg:
+            groups.append({"params": [net.log_reg], "lr": 10 * self.meta_lr, "betas": ADAM_BETAS})
+        checkpoint_dir, resume = getattr(self, "_checkpointing", (None, False))
+        params = {k: repr(v) for k, v in self.get_params().items()}
+        fingerprint = {"model": self.name, "stage": "meta", "params": params, "rows": len(train)}
+        trainer = Trainer(cfg, checkpoint_dir=checkpoint_dir, resume=resume, fingerprint=fingerprint,
+                          checkpoint_name="meta_checkpoint.pt")
+        source = EpisodeBatches(self, Episodes(train, self.max_support, self.max_query, self.support))
+        self.meta_history_ = trainer.fit(net, net.loss_of(self), {}, batches=source, param_groups=groups)
+        lam = net.log_reg.detach().exp().cpu()
         self.fold_in_reg_ = (float(lam[0]), float(lam[1]))
 
-    def _episode_loss(self, ep: dict[str, torch.Tensor], users: torch.Tensor, mu_all: torch.Tensor,
+    def _episode_loss(self, ep: dict[str, torch.Tensor], users: torch.Tensor, mu: torch.Tensor,
                       var: torch.Tensor, log_reg: torch.Tensor) -> torch.Tensor:
-        """Query MSE after folding in the support set, plus `mf_weight` x the MF loss on the query rows."""
+        """Query MSE after folding in the support set (prior means `mu` (B, d+1), variances `var`),
+        plus `mf_weight` x the MF loss on the query rows."""
         m = self.module_
         q, b = m.item_factors.weight, m.item_bias.weight.squeeze(1)
         lam = torch.cat([log_reg[:1].exp().expand(q.shape[1]), log_reg[1:].exp()])
-        vec = ridge_fold_in(q, b, ep["s_item"], ep["s_rating"], ep["s_mask"].float(), mu_all[users], lam / var,
+        vec = ridge_fold_in(q, b, ep["s_item"], ep["s_rating"], ep["s_mask"].float(), mu, lam / var,
                             self.rating_range_)  # (B, d+1)
         qi, mask, target = ep["q_item"], ep["q_mask"].float(), ep["q_rating"]
         raw = torch.einsum("bd,bmd->bm", vec[:, :-1], q[qi]) + vec[:, -1:] + b[qi]
@@ -186,3 +186,42 @@ class ColdStartMF(MatrixFactorization):
         super()._restore(tensors, extra)
         found = extra.get("fold_in_reg")
         self.fold_in_reg_ = None if found is None else (float(found[0]), float(found[1]))
+
+
+ADAM_BETAS = (0.9, 0.999)  # torch's Adam defaults, which the validated meta-training used
+
+
+class MetaNet(nn.Module):
+    """What meta-training updates: the MF module and the log prior strengths (learnt when `learn_reg`)."""
+
+    def __init__(self, mf: nn.Module, *, learn_reg: bool) -> None:
+        super().__init__()
+        self.mf = mf
+        self.log_reg = nn.Parameter(torch.tensor([FOLD_IN_REG, FOLD_IN_REG_BIAS]).log(), requires_grad=learn_reg)
+
+    def loss_of(self, model: ColdStartMF) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        """The batch loss the `Trainer` calls on one episode batch."""
+        def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return model._episode_loss(batch, batch["users"], batch["mu"], batch["var"], self.log_reg)
+        return loss
+
+
+class EpisodeBatches:
+    """The `BatchSource` of meta-training: per epoch, the users with >= 2 ratings in a random order,
+    in chunks of `meta_users`, each an episode batch; one generator (seed + 1) draws every epoch's
+    order and episodes in turn, and the prior means are recomputed from the current factors at the
+    start of each epoch."""
+
+    def __init__(self, model: ColdStartMF, episodes: Episodes) -> None:
+        self.model, self.episodes = model, episodes
+        self.users = torch.nonzero(episodes.counts >= 2).flatten()
+        self.steps_per_epoch = math.ceil(self.users.numel() / model.meta_users)
+        self.gen = torch.Generator().manual_seed(model.seed + 1)
+
+    def __call__(self, epoch: int, *, skip: bool = False) -> Iterator[dict[str, Any]]:
+        model = self.model
+        mu_all, var = (None, None) if skip else model._prior_means()
+        for chunk in self.users[torch.randperm(self.users.numel(), generator=self.gen)].split(model.meta_users):
+            ep = self.episodes.batch(chunk, self.gen)
+            if not skip:
+                yield {**ep, "users": chunk, "mu": mu_all[chunk.to(mu_all.device)], "var": var}

@@ -8,10 +8,10 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,6 +28,21 @@ Validate = Callable[[], float]
 FUSED_CHUNK_BATCHES = 64  # batches gathered at once by the fused path (8192-row batches: ~10 MB)
 # computes its own gradients and applies the optimiser's update; returns the batch loss
 FusedStep = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.optim.Optimizer], torch.Tensor]
+ParamGroups = list[dict[str, Any]]
+
+
+class BatchSource(Protocol):
+    """Batches a model builds itself (e.g. episodes of meta-training), instead of slices of equal-length rows.
+
+    `batches(epoch)` yields the epoch's batches (dicts of tensors; the first tensor's length counts as
+    the batch's rows); it is called once per epoch in order, also for epochs a resumed run skips, when
+    it must only advance its random state (`skip=True`), so a resumed run draws what an uninterrupted
+    one would.
+    """
+
+    steps_per_epoch: int
+
+    def __call__(self, epoch: int, *, skip: bool = False) -> Iterable[dict[str, torch.Tensor]]: ...
 
 
 @dataclass
@@ -76,34 +91,45 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, *, checkpoint_dir: str | Path | None = None,
-                 resume: bool = False, fingerprint: dict[str, Any] | None = None) -> None:
+                 resume: bool = False, fingerprint: dict[str, Any] | None = None,
+                 checkpoint_name: str = "checkpoint.pt") -> None:
         self.config = config
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoint_name = checkpoint_name  # a second stage of one fit (meta-training) keeps its own file
         self.resume = resume
         self.fingerprint = json.dumps({"config": config.fingerprint(), **(fingerprint or {})}, sort_keys=True)
         self.device = resolve_device(config.device)
         self._blocks: UserBlocks | None = None
 
     def fit(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor],
-            validate: Validate | None = None, *, fused_step: FusedStep | None = None) -> History:
+            validate: Validate | None = None, *, fused_step: FusedStep | None = None,
+            batches: BatchSource | None = None, param_groups: ParamGroups | None = None) -> History:
         """Train `module` on `data`; `validate` (lower is better) runs after each epoch.
 
         `fused_step`, when given, replaces loss + backward + optimiser step for single-process
         fp32 runs without gradient accumulation (e.g. `FusedDotBiasStep`); it must do exactly
         what those would, since the other cases still take the generic path.
+        `batches` replaces the shuffled slices of `data` (which may then be empty) by the model's own
+        batches (`BatchSource`, single process); `param_groups` (torch's form, e.g. a learning rate
+        of its own for some parameters) replaces `module.parameters()` in the optimiser.
         """
         cfg = self.config
-        n = _common_length(data)
         self.device = distributed.setup(self.device)
         module.to(self.device)
         distributed.broadcast_module(module)
-        data = {k: _to_device(v, self.device) for k, v in data.items()}
         self._blocks = None
-        if cfg.shuffle == "user_blocks":
-            data, self._blocks = UserBlocks.sort(data)
-        n_batches = math.ceil(n / cfg.batch_size)
+        if batches is None:
+            n = _common_length(data)
+            data = {k: _to_device(v, self.device) for k, v in data.items()}
+            if cfg.shuffle == "user_blocks":
+                data, self._blocks = UserBlocks.sort(data)
+            n_batches = math.ceil(n / cfg.batch_size)
+        else:
+            if distributed.is_distributed():
+                raise ValueError("a model's own batches (meta-training) run in one process")
+            n, n_batches = 0, max(1, batches.steps_per_epoch)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-        optimizer = make_optimizer(cfg.optimizer, module.parameters(), cfg.lr, cfg.weight_decay)
+        optimizer = make_optimizer(cfg.optimizer, param_groups or module.parameters(), cfg.lr, cfg.weight_decay)
         scheduler = _make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
         history, best_state, start = History(), None, 0
         state = self._load_checkpoint()
@@ -115,14 +141,22 @@ class Trainer:
             best_state = state.get("best")
             start = history.epochs[-1].epoch + 1 if history.epochs else 0
             history.resumed_from = start
+        if batches is not None:
+            for epoch in range(start):  # a resumed run: advance the source's random state
+                for _ in batches(epoch, skip=True):
+                    pass
         bar = EpochProgress(enabled=cfg.progress, total_epochs=cfg.epochs, steps=n_batches)
         with bar:
             for epoch in range(start, cfg.epochs):
                 if history.stopped_early:
                     break
                 tic = time.perf_counter()
-                train_loss = self._run_epoch(module, batch_loss, data, n, epoch, optimizer, scheduler, history, bar,
-                                             fused_step if self._can_fuse(fused_step) else None)
+                if batches is not None:
+                    train_loss = self._run_source(module, batch_loss, batches, epoch, optimizer, scheduler, history,
+                                                  bar)
+                else:
+                    train_loss = self._run_epoch(module, batch_loss, data, n, epoch, optimizer, scheduler, history,
+                                                 bar, fused_step if self._can_fuse(fused_step) else None)
                 valid_loss = None
                 if validate is not None:
                     module.eval()
@@ -177,6 +211,43 @@ class Trainer:
         distributed.all_reduce_sum(total)
         return float(total) / n
 
+    def _run_source(self, module: nn.Module, batch_loss: BatchLoss, source: BatchSource, epoch: int,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, history: History, bar: EpochProgress) -> float:
+        """One epoch over a model's own batches: the generic step (accumulation and amp included)."""
+        cfg = self.config
+        module.train()
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.amp
+                    else contextlib.nullcontext())
+        total, rows_seen, pending = torch.zeros((), device=self.device), 0, False
+        with seeded(cfg.seed + 1 + epoch, self.device):
+            for b, batch in enumerate(source(epoch)):
+                batch = {k: _to_device(v, self.device) for k, v in batch.items()}
+                rows = next(iter(batch.values())).shape[0]
+                with autocast:
+                    loss = batch_loss(batch)
+                if cfg.amp:
+                    loss = loss.float()
+                (loss / cfg.grad_accum).backward()
+                pending = True
+                if (b + 1) % cfg.grad_accum == 0:
+                    self._step(optimizer, scheduler)
+                    pending = False
+                total += loss.detach() * rows
+                rows_seen += rows
+                if b % 16 == 0:
+                    value = float(loss.detach())
+                    history.step_losses.append(value)
+                    bar.step(epoch, b + 1, value)
+            if pending:
+                self._step(optimizer, scheduler)
+        return float(total) / max(rows_seen, 1)
+
+    @staticmethod
+    def _step(optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
     def _can_fuse(self, fused_step: FusedStep | None) -> bool:
         cfg = self.config
         return fused_step is not None and cfg.grad_accum == 1 and not cfg.amp and not distributed.is_distributed()
@@ -219,7 +290,7 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------
     @property
     def _checkpoint_path(self) -> Path | None:
-        return None if self.checkpoint_dir is None else self.checkpoint_dir / "checkpoint.pt"
+        return None if self.checkpoint_dir is None else self.checkpoint_dir / self.checkpoint_name
 
     def _load_checkpoint(self) -> dict[str, Any] | None:
         path = self._checkpoint_path
