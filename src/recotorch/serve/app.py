@@ -40,6 +40,7 @@ from recotorch.serve.schemas import (
     MAX_KEY,
     FeedbackEvent,
     FeedbackOut,
+    InfoOut,
     NewUserRequest,
     PredictOut,
     PredictRequest,
@@ -97,6 +98,25 @@ class ServerState:
         if model.task == "rating" and span is not None:
             return float(span[0]), float(span[1])
         return DEFAULT_FEEDBACK_RANGE
+
+    def rating_scale(self) -> tuple[float, float] | None:
+        """Lowest and highest rating a user may give (rating models): the training ratings' range,
+        else the model's output range, else the feedback range; None for 0/1 (ranking) models."""
+        model = self.recommender.model
+        if model.task != "rating":
+            return None
+        scale = getattr(model, "rating_scale_", None) or model.output_range() or self.feedback_range()
+        return float(scale[0]), float(scale[1])
+
+    def data_info(self) -> dict[str, Any]:
+        """What the web page needs to know about the data: feedback kind, scale, names, categories."""
+        catalog = self.recommender.catalog
+        scale = self.rating_scale()
+        return {"feedback": "like" if scale is None else "rating",
+                "rating_scale": None if scale is None else {"min": scale[0], "max": scale[1]},
+                "feedback_range": list(self.feedback_range()), "has_titles": catalog.titles is not None,
+                "category_column": catalog.category_column,
+                "categories": [{"column": c, "values": v} for c, v in catalog.categories.items()]}
 
     def resolve_model(self, name: str) -> Path:
         """The directory `name` under the models root; refuses anything that would leave it."""
@@ -198,9 +218,10 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
         return {"status": "ok", "model": rec.version, "n_items": rec.model.n_items,
                 "feedback_store": None if state.store is None else state.store.url.split(":", 1)[0]}
 
-    @app.get("/info", tags=["ops"])
+    @app.get("/info", tags=["ops"], response_model=InfoOut)
     def info() -> dict[str, Any]:
-        return state.recommender.info()
+        """The served model and its data: task, rating scale, category columns, whether items have names."""
+        return {**state.recommender.info(), **state.data_info()}
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:

@@ -1,4 +1,4 @@
-"""What the server knows about ids and items: fast raw-id lookups, titles, genres, search, popularity."""
+"""What the server knows about ids and items: fast raw-id lookups, names, categories, search, popularity."""
 
 from __future__ import annotations
 
@@ -74,29 +74,114 @@ def _show(raw: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Articles that MovieLens-style catalogues move to the end ("Godfather, The"); matched case-sensitively.
+ARTICLES = ("The", "A", "An", "Le", "La", "Les", "L'", "Un", "Une", "Il", "Lo", "Gli", "Der", "Die", "Das",
+            "Ein", "Eine", "El", "Los", "Las", "De", "Het", "Den", "Det")
+_TRAILING = re.compile(r"^(?P<body>.*[^\s,]),\s+(?P<article>" + "|".join(re.escape(a) for a in ARTICLES) + r")$")
+_GROUPS = re.compile(r"^(?P<head>.*?)(?P<tail>(?:\s*\([^()]*\))*)\s*$")
+NAME_COLUMNS = ("title", "name")  # the item's display name, first found
+MAX_CATEGORIES = 200  # a text column with more distinct values is free text (names, urls), not a category
+
+
+def _front(part: str) -> str | None:
+    """`part` with a trailing article moved to the front, or None when it has none."""
+    match = _TRAILING.match(part.strip())
+    if match is None:
+        return None
+    article = match["article"]
+    return f"{article}{match['body']}" if article.endswith("'") else f"{article} {match['body']}"
+
+
+def natural_title(title: str) -> str:
+    """A title in reading order: "Godfather, The (1972)" -> "The Godfather (1972)".
+
+    The main title and each trailing parenthesised part (an alternative title, a year) are
+    fixed on their own: "Blue Angel, The (Blaue Engel, Der)" -> "The Blue Angel (Der Blaue Engel)".
+    A title without such an article is returned unchanged.
+    """
+    if "," not in title:
+        return title
+    match = _GROUPS.match(title)
+    head, parts = (match["head"], re.findall(r"\(([^()]*)\)", match["tail"])) if match else (title, [])
+    fixed = [_front(head), *(_front(p) for p in parts)]
+    if not any(fixed) or not head.strip():
+        return title
+    head = fixed[0] or head.strip()
+    return " ".join([head, *(f"({f or p})" for f, p in zip(fixed[1:], parts, strict=True))])
+
+
+def category_columns(features: pl.DataFrame) -> list[str]:
+    """Columns of `features` that hold categories: lists of text, or text with few distinct values.
+
+    The id, the name column and the year are never categories; a text column whose values
+    contain "|" counts as a list ("Comedy|Drama").
+    """
+    name = next((c for c in NAME_COLUMNS if c in features.columns), None)
+    found = []
+    for column, dtype in features.schema.items():
+        if column in ("id", name, "year"):
+            continue
+        if isinstance(dtype, pl.List) and (dtype.inner == pl.Utf8 or dtype.inner.is_integer()):
+            found.append(column)
+        elif dtype == pl.Utf8 or isinstance(dtype, pl.Categorical | pl.Enum):
+            values = features[column].cast(pl.Utf8).drop_nulls()
+            if values.len() and (values.str.contains("|", literal=True).any()
+                                 or values.n_unique() <= min(MAX_CATEGORIES, max(1, values.len() // 2))):
+                found.append(column)
+    return found
+
+
+def _as_lists(column: pl.Series) -> pl.Series:
+    """A category column as list[str] per item (text split on "|", blanks dropped)."""
+    listed = isinstance(column.dtype, pl.List)
+    lists = column.cast(pl.List(pl.Utf8)) if listed else column.cast(pl.Utf8).str.split("|")
+    return lists.list.eval(pl.element().str.strip_chars().filter(pl.element().str.len_chars() > 0))
+
+
 class Catalog:
-    """Item metadata aligned with the model's item indices: titles, years, genres, popularity."""
+    """Item metadata aligned with the model's item indices: names, years, categories, popularity.
+
+    Names come from the `title` (else `name`) column of the item features; `names` holds them in
+    reading order for display, `titles` as stored. Every category column is listed in
+    `categories`; the primary one (`genres` when present, else the first) backs the `genre`
+    filter of the API and the `genres` field of each item.
+    """
 
     def __init__(self, items: Vocab, features: pl.DataFrame | None, popularity: np.ndarray) -> None:
         self.items = IdMap(items)
         self.popularity = popularity.astype(np.int64)  # (n_items,) training interactions per item
         self.titles: list[str | None] | None = None  # None: the model's data had no such feature
+        self.names: list[str | None] | None = None  # titles in reading order, for display
         self.years: list[int | None] | None = None
         self.genres: list[list[str]] | None = None
+        self.categories: dict[str, list[str]] = {}  # column -> its sorted distinct values
+        self.category_column: str | None = None  # the column behind `genres` and the genre filter
         self._genre_masks: dict[str, torch.Tensor] = {}
         self.genre_names: list[str] = []
         if features is not None and "id" in features.columns:
             aligned = pl.DataFrame({"id": items.ids}).join(features, on="id", how="left", maintain_order="left")
-            if "title" in aligned.columns:
-                self.titles = aligned["title"].cast(pl.Utf8).to_list()
+            name = next((c for c in NAME_COLUMNS if c in aligned.columns), None)
+            if name is not None:
+                self.titles = aligned[name].cast(pl.Utf8).to_list()
+                self.names = [None if t is None else natural_title(t) for t in self.titles]
             if "year" in aligned.columns and aligned["year"].dtype.is_integer():
                 self.years = aligned["year"].to_list()
-            if "genres" in aligned.columns and isinstance(aligned["genres"].dtype, pl.List):
-                self.genres = [g or [] for g in aligned["genres"].to_list()]
-                self._build_genre_masks(aligned["genres"])
+            columns = category_columns(aligned)
+            lists = {c: _as_lists(aligned[c]) for c in columns}
+            for column, values in lists.items():
+                self.categories[column] = sorted({str(v) for v in values.explode().drop_nulls().to_list()})
+            if columns:
+                self.category_column = "genres" if "genres" in columns else columns[0]
+                primary = lists[self.category_column]
+                self.genres = [g or [] for g in primary.to_list()]
+                self._build_genre_masks(primary)
         ids = items.ids.cast(pl.Utf8)
-        titles = ids if self.titles is None else pl.Series(self.titles, dtype=pl.Utf8).fill_null(ids)
-        self._search = titles.str.to_lowercase()
+        if self.titles is None:
+            self._search = ids.str.to_lowercase()
+        else:  # the stored and the reading-order title, so either form is found
+            stored = pl.Series(self.titles, dtype=pl.Utf8).fill_null(ids)
+            shown = pl.Series(self.names, dtype=pl.Utf8).fill_null(ids)
+            self._search = (stored + "\x00" + shown).str.to_lowercase()  # queries never hold NUL
         self._by_popularity = np.argsort(-self.popularity, kind="stable")
 
     def _build_genre_masks(self, genres: pl.Series) -> None:
@@ -117,8 +202,9 @@ class Catalog:
         return mask
 
     def describe(self, idx: int) -> dict[str, Any]:
-        """The public face of one item: id, title, year, genres."""
+        """The public face of one item: id, title (as stored), name (reading order), year, genres."""
         return {"item": self.items.raw(idx), "title": None if self.titles is None else self.titles[idx],
+                "name": None if self.names is None else self.names[idx],
                 "year": None if self.years is None else self.years[idx],
                 "genres": [] if self.genres is None else self.genres[idx]}
 

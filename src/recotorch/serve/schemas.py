@@ -138,6 +138,7 @@ class Because(BaseModel):
 class ItemOut(BaseModel):
     item: int | str
     title: str | None = None
+    name: str | None = Field(None, description="the title in reading order (\"The Godfather\"), for display")
     year: int | None = None
     genres: list[str] = []
     score: float | None = None
@@ -193,3 +194,32 @@ class ReloadOut(BaseModel):
     model: str
     previous: str
     load_seconds: float
+
+
+class CategoryOut(BaseModel):
+    column: str = Field(description="a category column of the item catalogue")
+    values: list[str]
+
+
+class RatingScaleOut(BaseModel):
+    min: float
+    max: float
+
+
+class InfoOut(BaseModel):
+    """The served model and what its data looks like (the web page adapts to it)."""
+
+    model_config = ConfigDict(extra="allow")  # more model details from the runtime
+
+    version: str
+    model: str
+    task: str = Field(description="'rating' (explicit ratings) or 'ranking' (0/1 or count data)")
+    n_users: int
+    n_items: int
+    genres: list[str] = Field(description="values of the category column (`category_column`), for `genre=`")
+    feedback: str = Field(description="what a user gives: 'rating' (on `rating_scale`) or 'like' (0/1)")
+    rating_scale: RatingScaleOut | None = Field(description="lowest and highest rating (rating models)")
+    feedback_range: tuple[float, float] = Field(description="values POST /feedback accepts")
+    has_titles: bool = Field(description="whether items have names (else they are shown by id)")
+    category_column: str | None = Field(description="the column behind `genres` and the `genre` filter")
+    categories: list[CategoryOut] = Field(description="every category column of the catalogue")
