@@ -153,3 +153,20 @@ def test_min_count_drops_rare_features(world):
     model = HybridMF(task="rating", **{**FAST, "min_count": 10_000, "epochs": 1}).fit(data)
     assert model.item_feature_names_ == [] and model.user_feature_names_ == []
     assert model.feature_weights().is_empty()
+
+
+def test_one_network_two_estimators_behind_the_registered_name(tmp_path):
+    from recotorch.errors import OptionError
+    from recotorch.models import make_model
+    from recotorch.models.hybrid import HybridRankingMF, HybridRatingMF
+
+    rating, ranking = HybridMF(), make_model("hybrid", task="ranking")
+    assert type(rating) is HybridRatingMF and type(ranking) is HybridRankingMF
+    assert isinstance(rating, HybridMF) and rating.name == ranking.name == "hybrid"
+    assert rating.supports("fold_in") and not ranking.supports("fold_in")
+    assert ranking.get_params()["task"] == "ranking" and ranking.clone().task == "ranking"
+    assert type(HybridRankingMF(dim=4)) is HybridRankingMF
+    with pytest.raises(OptionError, match="task"):
+        HybridRatingMF(task="ranking")
+    with pytest.raises(OptionError, match="task: must be 'rating' or 'ranking'"):
+        HybridMF(task="both")

@@ -27,6 +27,7 @@ from recotorch.data.features import ITEM_GROUPS, USER_GROUPS, feature_rows, item
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.sampling import NegativeSampler
 from recotorch.data.vocab import Vocab
+from recotorch.errors import OptionError
 from recotorch.models.base import Recommendations, register
 from recotorch.models.baselines import fit_biases, partial_bias
 from recotorch.models.gradient import (
@@ -43,7 +44,7 @@ from recotorch.models.priors import FactorFoldIn
 from recotorch.train.config import TrainConfig, Tune, int_range, param
 from recotorch.train.losses import bce_loss, mse_loss
 
-__all__ = ["HybridMF", "HybridNet", "item_tokens", "user_tokens"]
+__all__ = ["HybridMF", "HybridNet", "HybridRankingMF", "HybridRatingMF", "item_tokens", "user_tokens"]
 
 # ---- the module -----------------------------------------------------------------------------------
 class HybridNet(nn.Module):
@@ -119,8 +120,12 @@ def _tables(n: int, dim: int, init_std: float) -> tuple[nn.Embedding, nn.Embeddi
 
 # ---- the estimator ----------------------------------------------------------------------------------
 @register
-class HybridMF(FactorFoldIn, GradientEstimator):
+class HybridMF(GradientEstimator):
     """Matrix factorisation over ids + side features; scores items known only by their metadata.
+
+    One network (`HybridNet`), two estimators: `HybridRatingMF` and `HybridRankingMF`.
+    `HybridMF(task=...)` (the registered "hybrid") builds the one `task` names, so saved model
+    directories and `make_model("hybrid", task="ranking")` keep working.
 
     task="rating": MSE on a sigmoid onto the rating range (as `MatrixFactorization`), bias-baseline
     fallback for unknown ids. task="ranking": logits trained with BCE, positives 1 and `n_neg`
@@ -139,36 +144,24 @@ class HybridMF(FactorFoldIn, GradientEstimator):
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2, "min_count": 1}
     LATER_PARAMS: ClassVar[dict[str, Any]] = LATER_FIELDS | GAINED_FIELDS
 
-    def capabilities(self) -> frozenset[str]:
-        """Fold-in (the rating factor models' ridge solve) only with task="rating"."""
-        base = {"similar_items", "item_vectors", "user_vectors", "item_biases", "user_biases", "train_epochs"}
-        return frozenset(base | ({"fold_in"} if self.task == "rating" else set()))
+    CAPABILITIES = frozenset({"similar_items", "item_vectors", "user_vectors", "item_biases", "user_biases"})
+    rating_range_: tuple[float, float] | None = None
+    rating_scale_: tuple[float, float] | None = None
+    baseline_: tuple[float, torch.Tensor, torch.Tensor] | None = None
 
-    def fold_in(self, item_idx: torch.Tensor, values: torch.Tensor | None = None, *, reg: float | None = None,
-                reg_bias: float | None = None, user_features: pl.DataFrame | None = None) -> torch.Tensor:
-        if self.task != "rating":
-            raise self._unsupported("fold-in (task='ranking')")
-        return super().fold_in(item_idx, values, reg=reg, reg_bias=reg_bias, user_features=user_features)
+    def __new__(cls, **params: Any) -> HybridMF:
+        if cls is HybridMF:  # the registered face: the task picks the class
+            cls = HybridRankingMF if params.get("task", "rating") == "ranking" else HybridRatingMF
+        return super().__new__(cls)
 
-    def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
-        if self.task != "rating":
-            raise self._unsupported("fold-in (task='ranking')")
-        return super().score_new_users(vectors)
-
-    def cold_scores(self) -> torch.Tensor:
-        if self.baseline_ is None:
-            return super().cold_scores()
-        return baseline_cold_scores(self.baseline_, self.rating_range_)
-
-    def liked_rating(self) -> float | None:
-        if self.task != "rating":
-            return None
-        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
+    def _apply_config(self, config: Any) -> None:
+        super()._apply_config(config)
+        wanted = {"rating": HybridRatingMF, "ranking": HybridRankingMF}[self.task]
+        if not isinstance(self, wanted):
+            raise OptionError("task", f"{type(self).__name__} is not the {self.task!r} model; use {wanted.__name__}")
 
     def output_range(self) -> tuple[float, float] | None:
         return self.rating_range_
-
-    rating_scale_: tuple[float, float] | None = None
 
     @dataclass
     class Config(TrainConfig):
@@ -190,16 +183,7 @@ class HybridMF(FactorFoldIn, GradientEstimator):
 
     # ---- training -------------------------------------------------------------------------------
     def _prepare(self, train: Interactions) -> None:
-        self.rating_range_: tuple[float, float] | None = None
-        self.baseline_: tuple[float, torch.Tensor, torch.Tensor] | None = None
-        if self.task == "rating":
-            if train.rating is None:
-                raise ValueError("task='rating' needs ratings; use task='ranking' for implicit feedback")
-            self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
-            self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
-            self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
-        else:
-            self._negatives = NegativeSampler(train.n_items, train.to_csr())
+        """The feature rows of both sides (the task's own preparation comes first, in the subclass)."""
         self.item_feature_names_, self._item_rows = self._side(train.item_features, self.item_features,
                                                                item_tokens, train.n_items)
         self.user_feature_names_, self._user_rows = self._side(train.user_features, self.user_features,
@@ -217,37 +201,7 @@ class HybridMF(FactorFoldIn, GradientEstimator):
         return HybridNet(n_users, n_items, self._user_rows, self._item_rows, len(self.user_feature_names_),
                          len(self.item_feature_names_), self.dim, self.rating_range_, self.init_std, self.id_dropout)
 
-    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
-        if self.task == "rating":
-            return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
-        users, items = distinct_pairs(train)
-        return {"user_idx": users, "item_idx": items}
-
-    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        users, items = batch["user_idx"], batch["item_idx"]
-        if self.task == "rating":
-            return mse_loss(self.module_(users, items), batch["rating"])
-        negatives = self._negatives.sample(users.cpu(), self.n_neg).to(users.device)  # global RNG, seeded per epoch
-        logits = self.module_(users, torch.cat([items[:, None], negatives], 1))  # (B, 1 + n_neg)
-        target = torch.zeros_like(logits)
-        target[:, 0] = 1.0
-        return bce_loss(logits.flatten(), target.flatten())
-
-    def _valid_loss(self, valid: Interactions) -> float:
-        dev = self.module_device
-        if self.task == "rating":
-            pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
-            return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
-        with seeded(self.seed, dev):
-            return float(self._batch_loss({"user_idx": valid.user_idx.to(dev), "item_idx": valid.item_idx.to(dev)}))
-
     # ---- answering ------------------------------------------------------------------------------
-    def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
-        if self.baseline_ is None:
-            return torch.zeros(user_idx.numel())
-        out = partial_bias(*self.baseline_, user_idx, item_idx)
-        return out if self.rating_range_ is None else out.clamp(*self.rating_range_)
-
     def _all(self, side: str) -> tuple[torch.Tensor, torch.Tensor]:
         n = getattr(self.module_, f"{side}_factors").num_embeddings
         with torch.no_grad():
@@ -362,3 +316,79 @@ class HybridMF(FactorFoldIn, GradientEstimator):
             if f"features.{s}.indptr" in tensors else None for s in ("item", "user"))
         super()._restore(tensors, extra)
 
+
+
+class HybridRatingMF(FactorFoldIn, HybridMF):
+    """`HybridMF` for ratings: MSE on a sigmoid onto the rating range, bias-baseline fallback for unknown
+    ids, and the rating factor models' fold-in of new users."""
+
+    task = "rating"
+    CAPABILITIES = HybridMF.CAPABILITIES | {"fold_in"}
+
+    def _prepare(self, train: Interactions) -> None:
+        if train.rating is None:
+            raise ValueError("task='rating' needs ratings; use task='ranking' for implicit feedback")
+        self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
+        self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
+        self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
+        super()._prepare(train)
+
+    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
+
+    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return mse_loss(self.module_(batch["user_idx"], batch["item_idx"]), batch["rating"])
+
+    def _valid_loss(self, valid: Interactions) -> float:
+        dev = self.module_device
+        pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
+        return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
+
+    def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        if self.baseline_ is None:
+            return torch.zeros(user_idx.numel())
+        out = partial_bias(*self.baseline_, user_idx, item_idx)
+        return out if self.rating_range_ is None else out.clamp(*self.rating_range_)
+
+    def cold_scores(self) -> torch.Tensor:
+        if self.baseline_ is None:
+            return super().cold_scores()
+        return baseline_cold_scores(self.baseline_, self.rating_range_)
+
+    def liked_rating(self) -> float | None:
+        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
+
+
+class HybridRankingMF(HybridMF):
+    """`HybridMF` for implicit feedback: logits trained with BCE, positives 1 and `n_neg` sampled unseen
+    items 0; unknown ids score 0."""
+
+    task = "ranking"
+
+    @dataclass
+    class Config(HybridMF.Config):
+        task: Literal["rating", "ranking"] = "ranking"
+
+    def _prepare(self, train: Interactions) -> None:
+        self._negatives = NegativeSampler(train.n_items, train.to_csr())
+        super()._prepare(train)
+
+    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
+        users, items = distinct_pairs(train)
+        return {"user_idx": users, "item_idx": items}
+
+    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        users, items = batch["user_idx"], batch["item_idx"]
+        negatives = self._negatives.sample(users.cpu(), self.n_neg).to(users.device)  # global RNG, seeded per epoch
+        logits = self.module_(users, torch.cat([items[:, None], negatives], 1))  # (B, 1 + n_neg)
+        target = torch.zeros_like(logits)
+        target[:, 0] = 1.0
+        return bce_loss(logits.flatten(), target.flatten())
+
+    def _valid_loss(self, valid: Interactions) -> float:
+        dev = self.module_device
+        with seeded(self.seed, dev):
+            return float(self._batch_loss({"user_idx": valid.user_idx.to(dev), "item_idx": valid.item_idx.to(dev)}))
+
+    def liked_rating(self) -> float | None:
+        return None

@@ -35,7 +35,7 @@ class RP3beta(ItemKNN):
 
     @dataclass
     class Config(RecencyConfig):
-        alpha: float = param(0.5, ge=0, help="exponent of the walk's transition probabilities", tune=Tune(0.0, 1.5))
+        alpha: float = param(0.5, gt=0, help="exponent of the walk's transition probabilities", tune=Tune(0.05, 1.5))
         beta: float = param(0.6, ge=0, help="popularity damping of the target item", tune=Tune(0.0, 1.0))
         neighbours: int = param(200, ge=1, help="links kept per item", tune=int_range(10, 1000, log=True))
 
