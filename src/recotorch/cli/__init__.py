@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recotorch.cli import boundary, explain, quickstart, ranking, rating, serve, synth
+from recotorch.cli import boundary, explain, quickstart, ranking, rating, serve, split, synth
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -35,6 +35,7 @@ app.command("similar")(ranking.similar)
 app.command("explain")(explain.explain)
 app.command("serve")(serve.serve)
 app.command("synth")(synth.synth)
+app.command("split")(split.split)
 
 
 def main() -> None:

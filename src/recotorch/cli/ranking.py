@@ -20,8 +20,12 @@ from recotorch.models.base import Estimator
 
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV to write: user,item,rank,score.")],
+    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="CSV to write: user,item,rank,score "
+                                                  "(optional with --history: printed otherwise).")] = None,
     k: Annotated[int, typer.Option(help="Items per user.", min=1, max=10_000)] = 20,
+    history: Annotated[list[str] | None, typer.Option(
+        help="Next items for an anonymous user who touched these items, oldest first (repeat the option or "
+             "give one comma-separated list); next-item models (sasrec, gru4rec, transitions, knn_last).")] = None,
     users: Annotated[Path | None, typer.Option(help="File with a column of user ids (default: all users).")] = None,
     user_col: UserCol = "user",
     include_seen: Annotated[bool, typer.Option(help="Allow items the user already interacted with.")] = False,
@@ -30,9 +34,20 @@ def recommend(
         help="Users scored per chunk (bounds memory; default: about 16M scores per chunk).")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Top-k items for each user over the whole catalogue; seen items are excluded by default."""
+    """Top-k items for each user over the whole catalogue; seen items are excluded by default.
+
+    With --history ITEM ..., the next items for one anonymous user from that ordered history.
+    """
     from recotorch.artifacts import load
 
+    if history is not None:
+        for option, value, default in (("--users", users, None), ("--fallback", fallback, "error"),
+                                       ("--batch-size", batch_size, None)):
+            if value != default:
+                raise OptionError(option, "is not used with --history (one anonymous user)")
+        return _recommend_history(model_dir, history, out_file, k, include_seen, overwrite)
+    if out_file is None:
+        raise OptionError("--out", "is required (the CSV to write), unless --history is given")
     if fallback not in ("error", "popular"):
         raise OptionError("--fallback", f"must be 'error' or 'popular', got {fallback!r}")
     positive("--batch-size", batch_size)
@@ -104,3 +119,38 @@ def _popular(model: Estimator, users: pl.Series, k: int, schema: pl.Schema) -> p
         "rank": torch.arange(1, idx.numel() + 1).repeat(n).numpy(),
         "score": scores.repeat(n).numpy(),
     }).cast(dict(schema), strict=False)
+
+
+def _recommend_history(model_dir: Path, history: list[str], out_file: Path | None, k: int, include_seen: bool,
+                       overwrite: bool) -> None:
+    """`recommend --history`: next items from an ordered list of raw item ids."""
+    from recotorch.artifacts import load
+    from recotorch.models.sequential import SequenceModel
+
+    if out_file is not None:
+        targets.output_file(out_file, overwrite=overwrite, models=[model_dir])
+    model = load(model_dir)
+    if not isinstance(model, SequenceModel):
+        raise OptionError("--history", f"needs a next-item model (sasrec, gru4rec, transitions, knn_last); "
+                                       f"{model_dir} holds {model.name!r}")
+    raw = [part.strip() for value in history for part in value.split(",")]
+    if not raw or any(not part for part in raw):
+        raise OptionError("--history", f"has an empty item id in {history}")
+    if model.items_.is_integer:
+        bad = [p for p in raw if not p.lstrip("-").isdigit()]
+        if bad:
+            raise UnknownIdError(f"--history: item(s) {bad[:5]} are not in the model {model_dir} (its item ids "
+                                 "are integers)")
+        ids: list = [int(p) for p in raw]
+    else:
+        ids = raw
+    unknown = [raw[j] for j, i in enumerate(model.items_.index(ids)) if i < 0]
+    if unknown:
+        raise UnknownIdError(f"--history: item(s) {unknown[:5]} are not in the model {model_dir}")
+    frame = model.recommend_history(ids, k=k, exclude_seen=not include_seen).to_frame().drop("user")
+    if out_file is not None:
+        targets.write_csv(frame, out_file)
+        out.print(f"wrote {len(frame):,} next items for a history of {len(ids)} -> {out_file}", highlight=False)
+        return
+    for row in frame.iter_rows(named=True):
+        out.print(f"{row['rank']}\t{row['item']}\t{row['score']:.4f}", highlight=False)

@@ -27,6 +27,7 @@ from recotorch.cli.common import (
 from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.mf import FAST_SETTINGS
+from recotorch.models.sequential import SequenceModel
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
 
@@ -91,7 +92,8 @@ def fit(
         implicit = estimator.task == "ranking"
     if implicit and estimator.task == "rating":
         raise OptionError("--implicit", f"model {model!r} predicts ratings; use a ranking model with --implicit")
-    if implicit and valid is not None:
+    sequential = isinstance(estimator, SequenceModel)
+    if implicit and valid is not None and not sequential:
         raise OptionError("--valid", f"is not used with 0/1 feedback (--implicit, or ranking model {model!r}); "
                                      "evaluate on a held-out file with `recotorch evaluate` instead")
     if not implicit and threshold is not None:
@@ -115,6 +117,11 @@ def fit(
         data = to_implicit(data, threshold=threshold)
         if len(data) == 0:
             raise OptionError("--threshold", f"no rating in {train} is >= {threshold}: nothing to train on")
+        if valid_data is not None:
+            valid_data = to_implicit(valid_data, threshold=threshold)
+    if sequential and data.timestamp is None:
+        raise OptionError("--time-col", f"model {model!r} orders each user's items by time, but {train} has no "
+                                        f"time column {time_col!r}")
     if gradient:
         estimator.progress = progress_enabled() and is_main_process()
         if not resume and is_main_process():
@@ -162,8 +169,10 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     test: Annotated[Path, typer.Argument(help="Held-out interactions.")],
     train: Annotated[Path | None, typer.Option(help="Training file: fits baselines to compare.")] = None,
-    task: Annotated[str | None, typer.Option(help="'rating' (RMSE, MAE) or 'ranking' (full-catalogue "
-                                             "NDCG, Recall, ... @K); default: the model's task.")] = None,
+    task: Annotated[str | None, typer.Option(help="'rating' (RMSE, MAE), 'ranking' (full-catalogue "
+                                             "NDCG, Recall, ... @K) or 'next' (next-item leave-one-out: each test "
+                                             "user's earliest test item, full ranking, history excluded; NDCG, HR, "
+                                             "MRR @K); default: the model's task.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Ranking: test ratings >= this are relevant.")] = None,
     k: Annotated[list[int] | None, typer.Option("--k", help="Ranking cut-offs (repeatable).")] = None,
     user_col: UserCol = "user",
@@ -176,12 +185,14 @@ def evaluate(
     from recotorch.evaluate.protocol import Report, rating_metrics
     from recotorch.evaluate.ranking import ranking_metrics_for
 
-    if task is not None and task not in ("rating", "ranking"):
-        raise OptionError("--task", f"must be 'rating' or 'ranking', got {task!r}")
+    if task is not None and task not in ("rating", "ranking", "next"):
+        raise OptionError("--task", f"must be 'rating', 'ranking' or 'next', got {task!r}")
     for cut in k or ():
         checks.positive("--k", cut)
     model = load(model_dir)
     task = task or model.task
+    if task == "next":
+        return _evaluate_next(model, test, train, threshold, k, (user_col, item_col, rating_col, time_col))
     if task == "rating" and threshold is not None:
         raise OptionError("--threshold", "is for --task ranking (relevant = rating >= threshold)")
     if task == "rating" and k:
@@ -229,3 +240,30 @@ def lr_find(
     result = estimator.find_lr(data)
     targets.write_drawn(out_file, result.plot)
     out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}", highlight=False)
+
+
+def _evaluate_next(model: object, test: Path, train: Path | None, threshold: float | None, k: list[int] | None,
+                   cols: tuple[str, str, str, str]) -> None:
+    """`evaluate --task next`: the leave-one-out protocol, beside transitions and knn_last fitted on --train."""
+    from recotorch.evaluate.protocol import Report
+    from recotorch.models.sequential.protocol import next_item_metrics
+
+    if not isinstance(model, SequenceModel):
+        raise OptionError("--task", f"next needs a next-item model (sasrec, gru4rec, transitions, knn_last), "
+                                    f"not {model.name!r}")  # type: ignore[attr-defined]
+    if threshold is not None:
+        raise OptionError("--threshold", "is not used by --task next (the target is each user's next item)")
+    test_data = read_table(test, *cols)
+    if test_data.timestamp is None:
+        raise OptionError("--time-col", f"--task next picks each user's earliest test item by time, but {test} "
+                                        f"has no time column {cols[3]!r}")
+    ks = tuple(k or (10, 20))
+    report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), next item")
+    report.rows.append({"model": model.name, **next_item_metrics(model, test_data, ks)})
+    if train is not None:
+        train_data = read_table(train, *cols)
+        if train_data.timestamp is None:
+            raise OptionError("--train", f"{train} has no time column {cols[3]!r} to order the baselines' histories")
+        for name in ("transitions", "knn_last"):
+            report.rows.append({"model": name, **next_item_metrics(make_model(name).fit(train_data), test_data, ks)})
+    out.print(report.to_rich())

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 
 from recotorch.core.topk import top_k
-from recotorch.data.interactions import CSR, Interactions
-from recotorch.data.sequences import Sequences, from_padded, to_sequences
+from recotorch.data.interactions import CSR, Interactions, build_csr
+from recotorch.data.sequences import Sequences, from_padded, time_order, to_sequences
 from recotorch.errors import UnknownIdError
 from recotorch.models.base import Estimator, Recommendations
 
@@ -42,6 +42,31 @@ class SequenceModel(Estimator):
 
     def _store_sequences(self, train: Interactions) -> None:
         self.sequences_ = to_sequences(train)
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, **kwargs: Any) -> SequenceModel:
+        """Fit as `Estimator.fit`; validation rows (which come after the training rows, e.g. the second-to-last
+        item of `splits.user_last(..., validation=True)`) are then appended to the stored histories and seen
+        items, so `recommend` and the test protocol read the whole history."""
+        super().fit(train, valid, **kwargs)
+        if valid is not None and len(valid):
+            self._append(valid)
+        return self
+
+    def _append(self, rows: Interactions) -> None:
+        """Append `rows` (raw ids; time order per user) after each known user's stored sequence."""
+        rows, _ = rows.reindex(self.users_, self.items_)
+        if len(rows) == 0:
+            return
+        old = self.sequences_
+        order = time_order(rows)
+        users = torch.cat([torch.repeat_interleave(torch.arange(old.n_users), old.lengths()), rows.user_idx[order]])
+        items = torch.cat([old.items, rows.item_idx[order]])
+        by_user = torch.argsort(users, stable=True)  # a user's stored items first, then the new ones in time order
+        indptr = torch.zeros_like(old.indptr)
+        torch.cumsum(torch.bincount(users, minlength=old.n_users), 0, out=indptr[1:])
+        self.sequences_ = Sequences(indptr, items[by_user], old.n_items)
+        key = torch.unique(users * old.n_items + items)
+        self.seen_ = build_csr(key // old.n_items, key % old.n_items, old.n_users)
 
     # ---- scoring ------------------------------------------------------------------------
     def score_history(self, history: torch.Tensor) -> torch.Tensor:

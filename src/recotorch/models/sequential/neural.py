@@ -97,7 +97,7 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
 
     def fit(self, train: Interactions, valid: Interactions | None = None, **kwargs: Any) -> _NeuralSequence:
         self._no_valid = valid is None or len(valid) == 0
-        return super().fit(train, valid, **kwargs)  # type: ignore[return-value]
+        return super().fit(train, valid, **kwargs)  # type: ignore[return-value]  # (SequenceModel.fit)
 
     def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         return {"window": self.sequences_.windows(self.max_len)}

@@ -1,0 +1,176 @@
+"""Next-item recommendation: sequences as data, the leave-one-out split, the sequence models, the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+from recotorch.artifacts import load
+from recotorch.data import splits
+from recotorch.data.interactions import Interactions
+from recotorch.data.sequences import PAD, from_padded, to_sequences
+from recotorch.errors import UnknownIdError
+from recotorch.models import make_model
+from recotorch.models.sequential.protocol import next_item_metrics
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+HANG_GUARD = 600
+SEQUENCE_MODELS = {"transitions": {}, "knn_last": {"n_last": 2},
+                   "gru4rec": {"dim": 8, "hidden": 8, "max_len": 5, "epochs": 2, "batch_size": 8},
+                   "sasrec": {"dim": 8, "heads": 1, "blocks": 1, "max_len": 5, "epochs": 2, "batch_size": 8}}
+
+
+def _log(rows: list[tuple]) -> Interactions:
+    return Interactions.from_frame(pl.DataFrame(rows, schema=["user", "item", "timestamp"], orient="row"))
+
+
+@pytest.fixture()
+def chains() -> Interactions:
+    """Users walking the same chain a -> b -> c -> d -> e (shifted starts), in shuffled file order."""
+    rows = []
+    chain = list("abcdefgh")
+    for u in range(12):
+        start = u % 3
+        rows += [(u, chain[start + j], 100 * u + j) for j in range(5)]
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
+    return _log([rows[j] for j in order])
+
+
+def test_to_sequences_orders_by_time_then_file_order():
+    data = _log([(1, "x", 5), (2, "p", 1), (1, "y", 3), (1, "z", 5), (1, "w", 9)])
+    seqs = to_sequences(data)
+    row = data.users.index([1])[0]
+    got = data.items.ids.gather(seqs.row(int(row)).numpy()).to_list()
+    assert got == ["y", "x", "z", "w"]  # x and z share a second: file order
+    padded = seqs.padded(torch.tensor([int(row)]), max_len=6)
+    assert padded[0, :2].tolist() == [PAD, PAD] and padded[0, -1] == seqs.row(int(row))[-1]
+    assert seqs.padded(torch.tensor([int(row)]), max_len=2)[0].tolist() == seqs.row(int(row))[-2:].tolist()
+    with pytest.raises(ValueError, match="timestamp"):
+        to_sequences(Interactions.from_frame(pl.DataFrame({"user": [1], "item": [2]})))
+
+
+def test_windows_give_every_transition_once(chains):
+    seqs = to_sequences(chains)
+    windows = seqs.windows(3)
+    assert windows.shape[1] == 4
+    pairs = {(int(a), int(b)) for w in windows for a, b in itertools.pairwise(w) if a >= 0}
+    rows = [seqs.row(u) for u in range(seqs.n_users)]
+    assert pairs == {(int(s[j]), int(s[j + 1])) for s in rows for j in range(len(s) - 1)}
+    transitions = (windows[:, 1:] >= 0) & (windows[:, :-1] >= 0)
+    assert int(transitions.sum()) == int((seqs.lengths() - 1).sum())  # each transition once
+    back = from_padded(torch.tensor([[3, -1, 4], [-1, -1, -1]]), 10)
+    assert back.row(0).tolist() == [3, 4] and back.row(1).numel() == 0
+
+
+def test_user_last_holds_out_each_users_last_and_second_to_last(chains):
+    split, valid = splits.user_last(chains, validation=True)
+    seqs = to_sequences(chains)
+    last = {int(u): int(seqs.row(int(u))[-1]) for u in range(seqs.n_users)}
+    second = {int(u): int(seqs.row(int(u))[-2]) for u in range(seqs.n_users)}
+    pairs = lambda d: {(int(u), int(i)) for u, i in zip(d.user_idx, d.item_idx, strict=True)}  # noqa: E731
+    assert pairs(split.test) | pairs(split.cold) == set(last.items()) and pairs(valid) == set(second.items())
+    assert len(split.train) + len(valid) + len(split.test) + len(split.cold) == len(chains)
+    assert len(splits.user_last(chains).train) == len(chains) - chains.n_users
+    with pytest.raises(ValueError, match="timestamp"):
+        splits.user_last(Interactions.from_frame(pl.DataFrame({"user": [1, 1], "item": [2, 3]})))
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_MODELS))
+def test_models_learn_the_chain_and_answer_a_history(name, chains, tmp_path):
+    model = make_model(name, **({**SEQUENCE_MODELS[name], "epochs": 40, "lr": 3e-2}
+                                if name in ("gru4rec", "sasrec") else SEQUENCE_MODELS[name])).fit(chains)
+    recs = model.recommend_history(["b", "c"], k=3)
+    if name == "knn_last":  # co-occurrence, not order: d is among the items seen with b and c
+        assert "d" in recs.item_ids(0)
+    else:
+        assert recs.item_ids(0)[0] == "d"  # what follows c in every training sequence
+    assert not {"b", "c"} & set(recs.item_ids(0))
+    repeats = model.recommend_history(["b", "c"], k=model.n_items, exclude_seen=False)
+    assert len(repeats.item_ids(0)) == model.n_items
+    with pytest.raises(UnknownIdError):
+        model.recommend_history(["b", "nope"], k=3)
+    user = model.users_.ids[0]
+    seen = set(model.items_.lookup(model.seen_.row(0).numpy()))
+    assert not seen & set(model.recommend([user], k=3).item_ids(0))
+    back = load(model.save(tmp_path / name))
+    assert back.recommend_history(["b", "c"], k=3).item_ids(0) == recs.item_ids(0)
+    torch.testing.assert_close(back.score(torch.arange(3)), model.score(torch.arange(3)), atol=0, rtol=0)
+
+
+def test_validation_rows_join_the_stored_history_and_drive_early_stopping(chains):
+    split, valid = splits.user_last(chains, validation=True)
+    model = make_model("sasrec", **{**SEQUENCE_MODELS["sasrec"], "epochs": 3, "patience": 2}).fit(split.train, valid)
+    assert all(e.valid_loss is not None and e.valid_loss <= 0 for e in model.history_.epochs)
+    known = int(valid.reindex(model.users_, model.items_)[1].sum())  # validation items the model knows
+    assert 0 < known < len(valid) and int(model.sequences_.lengths().sum()) == len(split.train) + known
+    assert int(model.seen_.row_lengths().sum()) == len(split.train) + known
+    metrics = next_item_metrics(model, split.test)
+    assert metrics["users"] == len(split.test) and metrics["unrankable"] == 0 and 0.0 <= metrics["NDCG@10"] <= 1.0
+    cold = next_item_metrics(model, split.cold)  # items never trained on: counted, as misses
+    assert cold["users"] == cold["unrankable"] == len(split.cold) > 0 and cold["HR@10"] == 0.0
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "recotorch", *args], capture_output=True, text=True, env=env,
+                          timeout=HANG_GUARD)
+
+
+@pytest.fixture(scope="module")
+def slice_csv(ml100k: Interactions, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 120 users of ml-100k as a CSV with a header."""
+    frame = ml100k.to_frame().filter(pl.col("user") <= 120)
+    path = tmp_path_factory.mktemp("seq") / "slice.csv"
+    frame.write_csv(path)
+    return path
+
+
+def test_cli_split_fit_recommend_evaluate(slice_csv, tmp_path):
+    split_dir = tmp_path / "split"
+    proc = run_cli("split", str(slice_csv), "--by", "user-last", "--validation", "--out", str(split_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "test" in proc.stdout and (split_dir / "valid.csv").exists() and (split_dir / "cold.csv").exists()
+    test = pl.read_csv(split_dir / "test.csv")
+    assert test["user"].n_unique() == len(test)
+    model_dir = tmp_path / "model"
+    proc = run_cli("fit", str(split_dir / "train.csv"), "--model", "gru4rec", "--epochs", "2",
+                   "--valid", str(split_dir / "valid.csv"), "--out", str(model_dir))
+    assert proc.returncode == 0, proc.stderr
+    recs = tmp_path / "recs.csv"
+    assert run_cli("recommend", str(model_dir), "--k", "20", "--out", str(recs)).returncode == 0
+    frame = pl.read_csv(recs)
+    assert frame["user"].n_unique() == 120 and frame.group_by("user").len()["len"].max() == 20
+    train = pl.concat([pl.read_csv(split_dir / "train.csv"), pl.read_csv(split_dir / "valid.csv")])
+    assert frame.join(train, on=["user", "item"]).is_empty()  # history items excluded
+    item = str(train["item"][0])
+    proc = run_cli("recommend", str(model_dir), "--history", item, "--k", "5")
+    assert proc.returncode == 0 and len(proc.stdout.strip().splitlines()) == 5
+    proc = run_cli("recommend", str(model_dir), "--history", "999999", "--k", "5")
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "999999" in proc.stderr
+    proc = run_cli("evaluate", str(model_dir), str(split_dir / "test.csv"), "--task", "next",
+                   "--train", str(split_dir / "train.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "NDCG@10" in proc.stdout and "transitions" in proc.stdout and "knn_last" in proc.stdout
+
+
+def test_cli_split_refuses_what_it_cannot_do(slice_csv, tmp_path):
+    no_time = tmp_path / "no_time.csv"
+    pl.read_csv(slice_csv).select("user", "item").write_csv(no_time)
+    proc = run_cli("split", str(no_time), "--by", "user-last", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 2 and "time column" in proc.stderr and not (tmp_path / "a").exists()
+    proc = run_cli("split", str(slice_csv), "--by", "user-last", "--test-frac", "0.1", "--out", str(tmp_path / "b"))
+    assert proc.returncode == 2 and "--test-frac" in proc.stderr
+    proc = run_cli("split", str(slice_csv), "--by", "random", "--test-frac", "0.25", "--seed", "3",
+                   "--out", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(pl.read_csv(tmp_path / "c" / "test.csv")) + len(pl.read_csv(tmp_path / "c" / "cold.csv")) == \
+        int(0.25 * len(pl.read_csv(slice_csv)))
+    proc = run_cli("split", str(slice_csv), "--by", "random", "--out", str(tmp_path / "c"))
+    assert proc.returncode == 2  # never overwrites without --overwrite
