@@ -207,3 +207,33 @@ def test_a_01_model_shows_like_buttons_and_a_popular_list(ranking_model, tmp_pat
     feedback = read_feedback(store)
     assert feedback.height == 3 and set(feedback["item"].to_list()) == set(liked)
     assert set(feedback["rating"].to_list()) == {1.0}
+
+
+def test_stars_follow_a_ten_point_scale(tmp_path):
+    from dataclasses import replace
+
+    import torch
+    from playwright.sync_api import expect, sync_playwright
+
+    from recotorch.models import MatrixFactorization
+    from tests.helpers.server import ServerProcess
+    from tests.helpers.synthetic import toy_catalogue
+
+    data = toy_catalogue()
+    ten = torch.where(data.rating == 1, 1.0, data.rating * 2)  # 1, 4, 6, 8, 10
+    MatrixFactorization(dim=4, epochs=3, seed=0).fit(replace(data, rating=ten)).save(tmp_path / "mf10")
+    errors: list[str] = []
+    with ServerProcess(tmp_path / "mf10", "--store", "none") as server, sync_playwright() as p:
+        browser, page = launch(p)
+        try:
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server.url + "/")
+            first = page.locator("#results li").first
+            expect(first.locator("button.star")).to_have_count(10)
+            expect(page.locator("#given-empty")).to_contain_text("1–10 stars")
+            first.locator('button.star[data-rating="9"]').click()
+            expect(page.locator("#given li")).to_contain_text("★" * 9)
+            expect(page.locator('#recs[data-kind="recommended"] li')).to_have_count(10, timeout=20_000)
+        finally:
+            browser.close()
+    assert not errors, errors
