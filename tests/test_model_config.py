@@ -151,3 +151,20 @@ def test_saved_params_without_later_fields_still_load(tmp_path):
         params.pop(later)
     model = MODELS["ncf"](**params)
     assert model.optimizer == "adamw" and model.get_params()["layers"] == (128,)
+
+
+def test_lists_read_back_from_json_become_the_declared_tuples(tmp_path):
+    from recotorch.artifacts import load
+    from tests.conftest import planted_ratings
+
+    model = rt.MatrixFactorization(dim=3, epochs=1, rating_range=[1.0, 5.0])
+    assert model.rating_range == (1.0, 5.0)
+    model.fit(planted_ratings(n_users=12, n_items=8, seed=0))
+    back = load(model.save(tmp_path / "mf"))
+    assert back.get_params() == model.get_params() and back.rating_range == (1.0, 5.0)
+
+
+def test_search_space_leaves_the_training_loop_settings_alone():
+    space = search_space("ranking_mf")
+    assert space["loss"] == ("bpr", "bce", "softmax") and space["lr"].log
+    assert not {"optimizer", "schedule", "shuffle", "device", "progress"} & set(space)

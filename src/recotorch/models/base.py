@@ -2,7 +2,7 @@
 
 Capabilities are methods of the model, never a branch elsewhere on its class. Each model declares
 what it can do in `CAPABILITIES` (or `capabilities()` when it depends on its parameters, as for
-`Bagged` and `HybridMF`); callers ask `model.supports("fold_in")` and then call the method. A
+`Bagged`); callers ask `model.supports("fold_in")` and then call the method. A
 method a model does not support raises `recotorch.errors.UnsupportedError`.
 
 - `fold_in`: `fold_in(item_idx, values)` -> user representations (B, D); `score_new_users(vectors)`
@@ -14,6 +14,9 @@ method a model does not support raises `recotorch.errors.UnsupportedError`.
 - `item_vectors`, `user_vectors`, `item_biases`, `user_biases`: methods returning those tensors (explain,
   fold-in priors); `item_vectors()` exists on every model (None without vectors), the other three
   only on models that declare them.
+
+Hyper-parameters are declared once per model, as a nested `Config` dataclass (`recotorch.models.config`):
+it gives the keyword constructor, validation, `get_params`/`set_params`/`clone`, `repr` and the saved params.
 
 Every model answers `cold_scores()` (a user with no history) and `liked_rating()` (the rating
 that stands for "liked" in a history without ratings).

@@ -188,12 +188,13 @@ def describe(model_name: str) -> list[FieldInfo]:
 
 
 def search_space(model_name: str) -> dict[str, Tune | tuple[Any, ...]]:
-    """What the tuner may vary: fields with a `tune` hint (ranges) and `Literal` fields (choices)."""
+    """What the tuner may vary: fields with a `tune` hint (ranges), and the model's own `Literal` fields
+    (choices; the training loop's optimizer, schedule and shuffle are settings, not searched)."""
     space: dict[str, Tune | tuple[Any, ...]] = {}
     for info in describe(model_name):
         if info.tune is not None:
             space[info.name] = info.tune
-        elif info.choices is not None and info.name not in ("device",):
+        elif info.choices is not None and not info.training:
             space[info.name] = tuple(c for c in info.choices if c is not None)
     return space
 

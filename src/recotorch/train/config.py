@@ -164,11 +164,20 @@ def check_value(config: type, name: str, value: Any, *, option: str | None = Non
             raise OptionError(option, f"must be {spec.range_text() or 'a number'}, got {value!r}")
 
 
+def _takes_tuple(hint: Any) -> bool:
+    origins = {typing.get_origin(a) or a for a in _union_args(hint)}
+    return bool(origins & {tuple, Sequence})
+
+
 class Params:
     """Base of typed hyper-parameter dataclasses: every field is checked when the config is built."""
 
     def __post_init__(self) -> None:
+        hints = field_types(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list) and _takes_tuple(hints[f.name]):  # e.g. read back from model.json
+                setattr(self, f.name, tuple(value))
             check_value(type(self), f.name, getattr(self, f.name))
 
     def to_dict(self) -> dict[str, Any]:
