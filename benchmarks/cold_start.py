@@ -41,9 +41,8 @@ from recotorch.data.movielens import load_movielens  # noqa: E402
 from recotorch.evaluate import cold  # noqa: E402
 from recotorch.evaluate.protocol import Report, rating_metrics  # noqa: E402
 from recotorch.models import make_model  # noqa: E402
-from recotorch.models.foldin import fold_in, recommend_for_new_user  # noqa: E402
 from recotorch.models.hybrid import HybridMF  # noqa: E402
-from recotorch.models.incremental import update  # noqa: E402
+from recotorch.online import fold_in, recommend_for_new_user, update  # noqa: E402
 
 SEEDS = (0, 1, 2)
 DEMO = "mf fold-in, demographic prior"

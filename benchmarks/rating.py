@@ -4,6 +4,7 @@ Each model runs in its own process so that its peak memory is its own. Prints a 
 writes benchmarks/results/rating.{json,md}.
 
     python benchmarks/rating.py [--models mean,bias,mf,ncf]
+    python benchmarks/rating.py --one ncf > runs/ncf.json   # one model's row; then --reuse runs/
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _common import machine, ml100k_dir, peak_rss_mb, write_results
@@ -45,15 +47,20 @@ def run_one(model_name: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="mean,bias,mf,ncf")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--one", help="run this model only and print its JSON row")
+    parser.add_argument("--reuse", type=Path, help="folder of MODEL.json rows printed by --one: used, not re-run")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one)))
         return
     results = []
     for name in args.models.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True, check=True)
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        if args.reuse and (args.reuse / f"{name}.json").exists():
+            out = (args.reuse / f"{name}.json").read_text()
+        else:
+            out = subprocess.run([sys.executable, __file__, "--one", name], capture_output=True, text=True,
+                                 check=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
     header = ("| model | u1..u5 RMSE (mean ± std) | u1..u5 MAE | random 80/20 RMSE | random 80/20 MAE "
               "| fit s (80/20) | peak RSS MB |")
     lines = [header, "|---|---|---|---|---|---|---|"]

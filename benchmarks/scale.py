@@ -3,7 +3,7 @@
 Every measurement runs in its own process (so peak RSS is its own); synthetic logs are made
 once and cached in --data-dir. Prints tables and writes benchmarks/results/scale.{json,md}.
 
-    python benchmarks/scale.py --quick                 # small sizes, a few minutes
+    python benchmarks/scale.py --quick --out scale_quick   # small sizes, a few minutes
     python benchmarks/scale.py                         # 1M/5M/25M-row files, 20M-row training, 100k x 50k top-k
     python benchmarks/scale.py --parts ingest --ingest-rows 25e6 --threads 2
 
@@ -296,6 +296,7 @@ def main() -> None:
     p.add_argument("--topk", help="users,items of the top-k run (default 100000,50000)")
     p.add_argument("--chunks", default="0,128,1024", help="users per recommend chunk (0 = recommend's default)")
     p.add_argument("--ddp-rows", type=float, help="rows for the 1 vs 2 process run (default 2e6)")
+    p.add_argument("--out", default="scale", help="results name: benchmarks/results/OUT.{json,md} (e.g. scale_quick)")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.threads:
@@ -306,7 +307,7 @@ def main() -> None:
         print(json.dumps(globals()[f"m_{a.one[0]}"](**json.loads(a.one[1]))), flush=True)
         return
     a.data_dir.mkdir(parents=True, exist_ok=True)
-    previous = RESULTS / "scale.json"
+    previous = RESULTS / f"{a.out}.json"
     results = {} if a.fresh or not previous.exists() else json.loads(previous.read_text())
     results["machine"] = machine()
     for part in a.parts.split(","):
@@ -317,7 +318,7 @@ def main() -> None:
                                                 "load_before": before, "load_after": os.getloadavg()[0]}}
     text = render(results)
     print(text)
-    write_results("scale", results, text)
+    write_results(a.out, results, text)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, ml100k_dir, write_results
-
-from recotorch.serve.process import ServerProcess
+from _common import ServerProcess, machine, ml100k_dir, synthetic_mf, write_results
 
 
 # ---- the server ----------------------------------------------------------------------------
@@ -146,7 +144,6 @@ def ml100k_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def million_run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from recotorch.serve.index import build_index
-    from recotorch.serve.synthetic import synthetic_mf
 
     tic = time.perf_counter()
     model = synthetic_mf(args.users, args.items, args.dim, clusters=args.clusters, seed=0)
@@ -169,7 +166,7 @@ def served_recall(server: ServerProcess, model: Any, n_users: int) -> dict[str, 
     """Recall@10 of the lists the server returns (seen excluded) against exact top-10 by the model."""
     import httpx
 
-    from recotorch.evaluate.metrics import top_k
+    from recotorch.core import top_k
 
     users = np.random.default_rng(7).choice(model.n_users, n_users, replace=False)
     hits = []
