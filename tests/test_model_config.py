@@ -9,7 +9,7 @@ import pytest
 import recotorch.models as rt
 from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
-from recotorch.models.config import UnknownOptionError, describe, parse_assignments, search_space
+from recotorch.models.config import UnknownOptionError, describe, options_help, parse_assignments, search_space
 from recotorch.train.config import TrainConfig, Tune
 
 
@@ -168,3 +168,12 @@ def test_search_space_leaves_the_training_loop_settings_alone():
     space = search_space("ranking_mf")
     assert space["loss"] == ("bpr", "bce", "softmax") and space["lr"].log
     assert not {"optimizer", "schedule", "shuffle", "device", "progress"} & set(space)
+
+
+def test_options_help_lists_model_then_training_options():
+    text = options_help("ease").splitlines()
+    assert text[0] == "ease options (--set KEY=VALUE):"
+    assert any(line.startswith("  reg=100.0  [float]") for line in text)
+    assert "training options:" not in text
+    mf = options_help("mf")
+    assert mf.index("  dim=50") < mf.index("training options:") < mf.index("  lr=0.01")

@@ -43,8 +43,8 @@ from recotorch.train.config import (
     type_text,
 )
 
-__all__ = ["FieldInfo", "Params", "UnknownOptionError", "config_class", "describe", "model_class", "parse_assignments",
-           "search_space"]
+__all__ = ["FieldInfo", "Params", "UnknownOptionError", "config_class", "describe", "model_class", "options_help",
+           "parse_assignments", "search_space"]
 
 _DERIVED: dict[type, type] = {}
 
@@ -176,7 +176,7 @@ def describe(model_name: str) -> list[FieldInfo]:
     """The hyper-parameters of a registered model: name, type, default, choices, help, range, tuner hint."""
     config = config_class(model_class(model_name))
     hints, dflt = field_types(config), defaults(config)
-    train = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = {f.name for f in dataclasses.fields(TrainConfig)} if issubclass(config, TrainConfig) else set()
     out = []
     for name in field_names(config):
         spec: Spec = field_spec(config, name)
@@ -185,6 +185,17 @@ def describe(model_name: str) -> list[FieldInfo]:
         out.append(FieldInfo(name, type_text(hints.get(name, Any)) or "any", dflt[name], choices, spec.help,
                              spec.range_text(), tune, name in train))
     return out
+
+
+def options_help(model_name: str) -> str:
+    """A `--help`-style listing of a model's options: its own, then the training loop's (`describe`)."""
+    infos = describe(model_name)
+    own = [f"  {i.line()}" for i in infos if not i.training]
+    train = [f"  {i.line()}" for i in infos if i.training]
+    parts = [f"{model_name} options (--set KEY=VALUE):", *(own or ["  (none)"])]
+    if train:
+        parts += ["training options:", *train]
+    return "\n".join(parts)
 
 
 def search_space(model_name: str) -> dict[str, Tune | tuple[Any, ...]]:
