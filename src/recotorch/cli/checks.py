@@ -17,9 +17,10 @@ FLAGS = {
     "dim": "--dim", "epochs": "--epochs", "lr": "--lr", "batch_size": "--batch-size",
     "weight_decay": "--weight-decay", "patience": "--patience", "seed": "--seed", "device": "--device",
     "reg": "--reg", "alpha": "--alpha", "iterations": "--iterations", "neighbours": "--neighbours",
-    "n_neg": "--n-neg", "half_life": "--half-life", "optimizer": "--optimizer", "amp": "--amp/--no-amp",
+    "n_neg": "--n-neg", "max_len": "--max-len", "n_last": "--n-last", "cell": "--cell", "loss": "--loss",
+    "dropout": "--dropout", "half_life": "--half-life", "optimizer": "--optimizer", "amp": "--amp/--no-amp",
 }
-POSITIVE_INT = ("dim", "epochs", "iterations", "batch_size", "neighbours", "n_neg", "patience")
+POSITIVE_INT = ("dim", "epochs", "iterations", "batch_size", "neighbours", "n_neg", "patience", "max_len", "n_last")
 NON_NEGATIVE = ("weight_decay", "reg", "alpha")
 OPTIMIZERS = ("adamw", "rowwise_adagrad", "sparse_adam")
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
@@ -47,6 +48,8 @@ def check_values(options: Mapping[str, Any]) -> None:
         non_negative(flag(name), options.get(name))
     positive("--lr", options.get("lr"))
     positive("--half-life", options.get("half_life"))
+    if options.get("dropout") is not None and not 0.0 <= options["dropout"] < 1.0:
+        raise OptionError("--dropout", f"must be in [0, 1), got {options['dropout']}")
     if options.get("seed") is not None and options["seed"] < 0:
         raise OptionError("--seed", f"must be >= 0, got {options['seed']}")
     if options.get("optimizer") is not None and options["optimizer"] not in OPTIMIZERS:
@@ -83,6 +86,10 @@ def check_model_takes(model: str, options: Mapping[str, Any], registry: Mapping[
         takes = sorted(flag(n) for n in accepted if n in FLAGS)
         raise OptionError(flag(unknown[0]), f"--model {model} does not take {', '.join(flag(n) for n in unknown)}"
                                             f"; it takes {', '.join(takes) or 'none of the model options'}")
+    for name, choices in registry[model].param_choices().items():  # type: ignore[attr-defined]
+        if name in ("cell", "loss") and options.get(name) is not None and options[name] not in choices:
+            shown = [str(c) for c in choices if c is not None]
+            raise OptionError(flag(name), f"must be {' or '.join(shown)} for --model {model}, got {options[name]!r}")
     if model == "ease" and options.get("reg") is not None and options["reg"] <= 0:
         raise OptionError("--reg", f"must be > 0 for ease, got {options['reg']}")
     if model == "rp3beta" and options.get("alpha") is not None and options["alpha"] <= 0:

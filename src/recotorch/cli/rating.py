@@ -59,6 +59,12 @@ def fit(
     half_life: Annotated[float | None, typer.Option(
         help="Recency weight of a user's items: half-life as a fraction of their history (itemknn, ease, rp3beta).",
     )] = None,
+    max_len: Annotated[int | None, typer.Option(help="Latest items read per history (gru4rec, sasrec).")] = None,
+    n_last: Annotated[int | None, typer.Option(help="Latest items summed over (knn_last).")] = None,
+    cell: Annotated[str | None, typer.Option(help="gru or lstm (gru4rec).")] = None,
+    loss: Annotated[str | None, typer.Option(
+        help="Next-item loss (gru4rec, sasrec): softmax (full), sampled or gbce (with --n-neg negatives).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout (gru4rec, sasrec).")] = None,
     optimizer: Annotated[str | None, typer.Option(
         help="adamw, rowwise_adagrad or sparse_adam (gradient models; the sparse ones for large logs).")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast (GPUs).")] = None,
@@ -80,7 +86,8 @@ def fit(
     options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                          patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
                          iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
-                         optimizer=optimizer, amp=amp)
+                         optimizer=optimizer, amp=amp, max_len=max_len, n_last=n_last, cell=cell, loss=loss,
+                         dropout=dropout)
     checks.check_model_takes(model, options, MODELS)
     checks.check_values(options)
     if fast and model != "mf":
