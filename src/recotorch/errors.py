@@ -42,28 +42,24 @@ class OptionError(RecotorchError, ValueError):
         return f"{self.option}: {self.message}"
 
 
-class OutputPathError(RecotorchError, ValueError):
+class _PathError(RecotorchError):
+    """An error about one path, shown as ``<path>: <message>``."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = Path(path)
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class OutputPathError(_PathError, ValueError):
     """recotorch refuses to write where it could destroy or hide something it did not write."""
 
-    def __init__(self, path: str | Path, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{path}: {message}")
 
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class CorruptModelError(RecotorchError, ValueError):
+class CorruptModelError(_PathError, ValueError):
     """A model directory fails its checks on load; `path` is the file at fault."""
-
-    def __init__(self, path: str | Path, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{path}: {message}")
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 class UnknownIdError(RecotorchError, KeyError):
