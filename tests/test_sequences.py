@@ -174,6 +174,12 @@ def test_cli_split_refuses_what_it_cannot_do(slice_csv, tmp_path):
         int(0.25 * len(pl.read_csv(slice_csv)))
     proc = run_cli("split", str(slice_csv), "--by", "random", "--out", str(tmp_path / "c"))
     assert proc.returncode == 2  # never overwrites without --overwrite
+    proc = run_cli("fit", str(slice_csv), "--model", "gru4rec", "--cell", "rnn", "--out", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "--cell" in proc.stderr and not (tmp_path / "m").exists()
+    proc = run_cli("fit", str(slice_csv), "--model", "knn_last", "--cell", "gru", "--out", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "--cell" in proc.stderr
+    proc = run_cli("fit", str(no_time), "--model", "transitions", "--out", str(tmp_path / "m"))
+    assert proc.returncode == 2 and "time column" in proc.stderr
 
 
 @pytest.fixture(scope="module")
