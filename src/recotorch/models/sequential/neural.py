@@ -180,6 +180,8 @@ class GRU4Rec(_NeuralSequence):
     """GRU4Rec: a recurrent network (cell="gru" or "lstm", as in the course) over the last `max_len`
     items, trained on next-item prediction.
 
+    Defaults chosen on the ml-100k validation target (20 epochs: NDCG@10 0.106 there).
+
     >>> GRU4Rec(cell="lstm").fit(train).recommend([196], k=10)
     """
 
@@ -188,7 +190,7 @@ class GRU4Rec(_NeuralSequence):
 
     def __init__(self, cell: Cell = "gru", dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
                  dropout: float = 0.3, loss: Loss = "softmax", n_neg: int = 256, gbce_t: float = 0.75,
-                 epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
+                 epochs: int = 20, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
                  patience: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
                  grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
         self._set_params(locals())
