@@ -125,12 +125,11 @@ def _recommend_history(model_dir: Path, history: list[str], out_file: Path | Non
                        overwrite: bool) -> None:
     """`recommend --history`: next items from an ordered list of raw item ids."""
     from recotorch.artifacts import load
-    from recotorch.models.sequential import SequenceModel
 
     if out_file is not None:
         targets.output_file(out_file, overwrite=overwrite, models=[model_dir])
     model = load(model_dir)
-    if not isinstance(model, SequenceModel):
+    if not model.supports("next_items"):
         raise OptionError("--history", f"needs a next-item model (sasrec, gru4rec, transitions, knn_last); "
                                        f"{model_dir} holds {model.name!r}")
     raw = [part.strip() for value in history for part in value.split(",")]

@@ -26,8 +26,8 @@ from recotorch.cli.common import (
 )
 from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
+from recotorch.models.base import Estimator
 from recotorch.models.mf import FAST_SETTINGS
-from recotorch.models.sequential import SequenceModel
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
 
@@ -99,7 +99,7 @@ def fit(
         implicit = estimator.task == "ranking"
     if implicit and estimator.task == "rating":
         raise OptionError("--implicit", f"model {model!r} predicts ratings; use a ranking model with --implicit")
-    sequential = isinstance(estimator, SequenceModel)
+    sequential = estimator.supports("next_items")
     if implicit and valid is not None and not sequential:
         raise OptionError("--valid", f"is not used with 0/1 feedback (--implicit, or ranking model {model!r}); "
                                      "evaluate on a held-out file with `recotorch evaluate` instead")
@@ -249,15 +249,15 @@ def lr_find(
     out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}", highlight=False)
 
 
-def _evaluate_next(model: object, test: Path, train: Path | None, threshold: float | None, k: list[int] | None,
+def _evaluate_next(model: Estimator, test: Path, train: Path | None, threshold: float | None, k: list[int] | None,
                    cols: tuple[str, str, str, str]) -> None:
     """`evaluate --task next`: the leave-one-out protocol, beside transitions and knn_last fitted on --train."""
     from recotorch.evaluate.protocol import Report
     from recotorch.models.sequential.protocol import next_item_metrics
 
-    if not isinstance(model, SequenceModel):
+    if not model.supports("next_items"):
         raise OptionError("--task", f"next needs a next-item model (sasrec, gru4rec, transitions, knn_last), "
-                                    f"not {model.name!r}")  # type: ignore[attr-defined]
+                                    f"not {model.name!r}")
     if threshold is not None:
         raise OptionError("--threshold", "is not used by --task next (the target is each user's next item)")
     test_data = read_table(test, *cols)

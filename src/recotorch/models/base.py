@@ -11,6 +11,7 @@ method a model does not support raises `recotorch.errors.UnsupportedError`.
 - `retrieval_vectors`: `retrieval_vectors()` -> `core.RetrievalVectors` (a dot form, for an ANN index).
 - `similar_items`: `similar_items(item_ids, k)`.
 - `train_epochs`: trained in epochs by the one `Trainer`: `fit(..., checkpoint_dir=, resume=)`, `find_lr`.
+- `next_items`: a next-item (sequence) model: `recommend_history(items_in_order, k)`, `evaluate --task next`.
 - `item_vectors`, `user_vectors`, `item_biases`, `user_biases`: methods returning those tensors (explain,
   fold-in priors); `item_vectors()` exists on every model (None without vectors), the other three
   only on models that declare them.
@@ -45,9 +46,9 @@ from recotorch.train.config import field_types, literal_choices
 
 Task = Literal["rating", "ranking"]
 Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors", "user_vectors",
-                     "item_biases", "user_biases", "train_epochs"]
+                     "item_biases", "user_biases", "train_epochs", "next_items"]
 CAPABILITY_NAMES: tuple[str, ...] = ("fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
-                                     "user_vectors", "item_biases", "user_biases", "train_epochs")
+                                     "user_vectors", "item_biases", "user_biases", "train_epochs", "next_items")
 MODELS: dict[str, type[Estimator]] = {}
 CHUNK_SCORES = 1 << 24  # scores per recommend chunk: (users x items) held at once, 64 MB in float32
 
@@ -294,6 +295,10 @@ class Estimator(ABC):
     def score_new_user_pairs(self, vectors: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Scores (B, M) of folded-in users for chosen items item_idx (B, M) (model indices, all >= 0)."""
         return self.score_new_users(vectors).gather(1, item_idx)
+
+    def rating_scale(self) -> tuple[float, float] | None:
+        """(lo, hi) of the ratings the model was trained on (rating models), else None (0/1 data)."""
+        return None
 
     def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
         """Fold `rows` into the fitted state in place (vocabularies and seen sets already extended).

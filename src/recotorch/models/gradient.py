@@ -167,6 +167,9 @@ class RatingModel(GradientEstimator):
     def liked_rating(self) -> float | None:
         return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
 
+    def rating_scale(self) -> tuple[float, float] | None:
+        return self.rating_scale_
+
     def output_range(self) -> tuple[float, float] | None:
         return self.rating_range_
 

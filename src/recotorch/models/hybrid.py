@@ -358,6 +358,9 @@ class HybridRatingMF(FactorFoldIn, HybridMF):
     def liked_rating(self) -> float | None:
         return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
 
+    def rating_scale(self) -> tuple[float, float] | None:
+        return self.rating_scale_
+
 
 class HybridRankingMF(HybridMF):
     """`HybridMF` for implicit feedback: logits trained with BCE, positives 1 and `n_neg` sampled unseen

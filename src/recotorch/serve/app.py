@@ -105,7 +105,7 @@ class ServerState:
         model = self.recommender.model
         if model.task != "rating":
             return None
-        scale = getattr(model, "rating_scale_", None) or model.output_range() or self.feedback_range()
+        scale = model.rating_scale() or model.output_range() or self.feedback_range()
         return float(scale[0]), float(scale[1])
 
     def data_info(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class SequenceModel(Estimator):
     """
 
     task = "ranking"
-    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"fold_in"})
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"fold_in", "next_items"})
     sequences_: Sequences
     max_len: int = 50
 

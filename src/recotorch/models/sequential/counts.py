@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from recotorch.core.topk import largest
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import register
 from recotorch.models.sequential.base import SequenceModel
@@ -117,7 +118,7 @@ class KNNLast(_CountModel):
             co = block @ xt if small else torch.sparse.mm(xt.T, block.T).T  # (b, items) co-counts
             sims = co / norms[start:stop, None] / norms[None, :]
             sims[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
-            val, idx = torch.topk(sims, keep, dim=1)
+            val, idx = largest(sims, keep, dim=1)
             nz = val > 0
             rows.append(torch.arange(start, stop)[:, None].expand_as(idx)[nz])
             cols.append(idx[nz])

@@ -82,7 +82,7 @@ class GRU4RecNet(nn.Module):
 class _NeuralSequence(SequenceModel, GradientEstimator):
     """Shared training and scoring of the neural next-item models."""
 
-    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"fold_in", "similar_items", "item_vectors"})
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"fold_in", "similar_items", "item_vectors", "next_items"})
     loss: str = "softmax"
     n_neg: int = 256
     gbce_t: float = 0.75
