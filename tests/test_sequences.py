@@ -49,6 +49,7 @@ def test_to_sequences_orders_by_time_then_file_order():
     row = data.users.index([1])[0]
     got = data.items.ids.gather(seqs.row(int(row)).numpy()).to_list()
     assert got == ["y", "x", "z", "w"]  # x and z share a second: file order
+    assert data.to_sequences().row(int(row)).tolist() == seqs.row(int(row)).tolist()  # the method, the same
     padded = seqs.padded(torch.tensor([int(row)]), max_len=6)
     assert padded[0, :2].tolist() == [PAD, PAD] and padded[0, -1] == seqs.row(int(row))[-1]
     assert seqs.padded(torch.tensor([int(row)]), max_len=2)[0].tolist() == seqs.row(int(row))[-2:].tolist()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import torch
 
 from recotorch.data.vocab import Vocab
+
+if TYPE_CHECKING:
+    from recotorch.data.sequences import Sequences
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,12 @@ class Interactions:
         moved = replace(self, user_idx=u, item_idx=i, users=users, items=items,
                         user_features=None, item_features=None).subset(known)
         return moved, known
+
+    def to_sequences(self) -> Sequences:
+        """Each user's items ordered by time, ties by row order (see `recotorch.data.sequences`)."""
+        from recotorch.data.sequences import to_sequences
+
+        return to_sequences(self)
 
     def to_csr(self, values: bool = False) -> CSR:
         """Items of each user as CSR index tensors (the seen-item sets)."""
