@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -10,6 +11,7 @@ from recotorch.core.topk import largest
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import register
 from recotorch.models.sequential.base import SequenceModel
+from recotorch.train.config import Params, int_range, param
 
 
 class _CountModel(SequenceModel):
@@ -72,8 +74,9 @@ class Transitions(_CountModel):
     name = "transitions"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self) -> None:
-        pass
+    @dataclass
+    class Config(Params):
+        """No hyper-parameters."""
 
     def _build_links(self, train: Interactions) -> CSR:
         seqs = self.sequences_
@@ -96,8 +99,11 @@ class KNNLast(_CountModel):
     tie_break = 1e-4
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"n_last": 2, "neighbours": 5}
 
-    def __init__(self, n_last: int = 3, neighbours: int = 200, block: int = 1024) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(Params):
+        n_last: int = param(3, ge=1, help="latest items of the user's history that vote", tune=int_range(1, 20))
+        neighbours: int = param(200, ge=1, help="most similar items kept per item", tune=int_range(10, 1000, log=True))
+        block: int = param(1024, ge=1, help="items per block when building the similarities (memory)")
 
     def _build_links(self, train: Interactions) -> CSR:
         if self.neighbours < 1:

@@ -11,6 +11,7 @@ networks is padding (model index + 1). Early stopping watches validation NDCG@10
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -19,13 +20,30 @@ from torch import nn
 
 from recotorch.core.device import tensor_device
 from recotorch.data.interactions import Interactions
+from recotorch.errors import OptionError
 from recotorch.models.base import register
 from recotorch.models.gradient import GradientEstimator
 from recotorch.models.sequential.base import SequenceModel
-from recotorch.train.config import ScheduleName
+from recotorch.train.config import TrainConfig, Tune, int_range, param
 
 Loss = Literal["softmax", "sampled", "gbce"]
 Cell = Literal["gru", "lstm"]
+
+
+@dataclass
+class SequenceConfig(TrainConfig):
+    """The fields both neural sequence models take (on top of the training loop's)."""
+
+    max_len: int = param(50, ge=1, help="latest items of a history the network reads",
+                         tune=int_range(10, 200, log=True))
+    dropout: float = param(0.3, ge=0, lt=1, help="dropout on embeddings and layers", tune=Tune(0.0, 0.5))
+    loss: Loss = param("softmax", help="softmax (full), sampled (n_neg negatives) or gbce")  # noqa: RUF009 (alias)
+    n_neg: int = param(256, ge=1, help="sampled negatives (loss='sampled' or 'gbce')",
+                       tune=int_range(16, 1024, log=True))
+    gbce_t: float = param(0.75, ge=0, le=1, help="gBCE calibration t (loss='gbce')")
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.01
 
 
 class SASRecNet(nn.Module):
@@ -162,12 +180,17 @@ class SASRec(_NeuralSequence):
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 8, "max_len": 6, "blocks": 1, "heads": 1, "epochs": 2,
                                              "batch_size": 16}
 
-    def __init__(self, dim: int = 64, max_len: int = 50, blocks: int = 2, heads: int = 2, dropout: float = 0.3,
-                 loss: Loss = "softmax", n_neg: int = 256, gbce_t: float = 0.75,
-                 epochs: int = 30, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(SequenceConfig):
+        dim: int = param(64, ge=1, help="item embedding width", tune=int_range(16, 256, log=True))
+        blocks: int = param(2, ge=1, help="transformer blocks", tune=int_range(1, 4))
+        heads: int = param(2, ge=1, help="attention heads (dim must be a multiple)")
+        epochs: int = 30
+
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if self.dim % self.heads:
+                raise OptionError("heads", f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
     def _build_module(self, n_users: int, n_items: int) -> nn.Module:
         if self.dim % self.heads:
@@ -188,12 +211,13 @@ class GRU4Rec(_NeuralSequence):
     name = "gru4rec"
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 8, "hidden": 8, "max_len": 6, "epochs": 2, "batch_size": 16}
 
-    def __init__(self, cell: Cell = "gru", dim: int = 64, hidden: int = 128, layers: int = 1, max_len: int = 50,
-                 dropout: float = 0.3, loss: Loss = "softmax", n_neg: int = 256, gbce_t: float = 0.75,
-                 epochs: int = 20, batch_size: int = 128, lr: float = 3e-3, weight_decay: float = 0.01,
-                 patience: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = False,
-                 grad_accum: int = 1, schedule: ScheduleName = "one_cycle", pct_start: float = 0.25) -> None:
-        self._set_params(locals())
+    @dataclass
+    class Config(SequenceConfig):
+        cell: Cell = param("gru", help="gru or lstm")  # noqa: RUF009 (a type alias)
+        dim: int = param(64, ge=1, help="item embedding width", tune=int_range(16, 256, log=True))
+        hidden: int = param(128, ge=1, help="recurrent state width", tune=int_range(16, 512, log=True))
+        layers: int = param(1, ge=1, help="recurrent layers")
+        epochs: int = 20
 
     def _build_module(self, n_users: int, n_items: int) -> nn.Module:
         return GRU4RecNet(n_items, self.dim, self.hidden, self.layers, self.cell, self.dropout)
