@@ -331,6 +331,11 @@ CASES = [
     Case("--half-life equal timestamps", fit_opts("--model", "ease", "--half-life", "0.2", content=SAME_TIME),
          ("--half-life",)),
     Case("--fast with ease", fit_opts("--model", "ease", "--fast"), ("--fast",)),
+    Case("--set unknown key", fit_opts("--set", "epoch=2"), ("--set epoch", "epochs")),
+    Case("--set without =", fit_opts("--set", "epochs"), ("--set", "KEY=VALUE")),
+    Case("--set value out of range", fit_opts("--set", "grad_accum=0"), ("--set grad_accum",)),
+    Case("--set bad choice", fit_opts("--set", "schedule=wavy"), ("--set schedule",)),
+    Case("--set and its flag both", fit_opts("--epochs", "3", "--set", "epochs=2"), ("--set epochs", "--epochs")),
     Case("--dim with bias", fit_opts("--model", "bias", "--dim", "8"), ("--dim",)),
     Case("--reg with mf", fit_opts("--model", "mf", "--reg", "3"), ("--reg",)),
     Case("--implicit with mf", fit_opts("--model", "mf", "--implicit"), ("--implicit",)),
@@ -458,6 +463,15 @@ def test_gzipped_csv_with_a_csv_name_is_read_or_named(shared, tmp_path):
         assert proc.returncode == 2 and "ratings.csv" in proc.stderr
         assert "gzip" in proc.stderr.lower() or "compress" in proc.stderr.lower(), proc.stderr
         assert "separator" not in proc.stderr
+
+
+def test_set_reaches_any_model_option(shared, tmp_path, capsys, monkeypatch):
+    args = ["fit", str(shared["train"]), "--out", "m", "--set", "epochs=2", "--set", "schedule=constant",
+            "--set", "grad_accum=2"]
+    proc = run_cli_in_process(args, tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 0, proc.stderr
+    params = rt.load(tmp_path / "m").get_params()
+    assert (params["epochs"], params["schedule"], params["grad_accum"]) == (2, "constant", 2)
 
 
 def test_overwrite_replaces_an_output_file_only_when_asked(shared, tmp_path):

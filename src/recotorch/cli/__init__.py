@@ -27,6 +27,7 @@ def _options(
 
 app.command("quickstart")(quickstart.quickstart)
 app.command("fit")(rating.fit)
+app.command("options")(rating.options)
 app.command("predict")(rating.predict)
 app.command("evaluate")(rating.evaluate)
 app.command("lr-find")(rating.lr_find)

@@ -27,6 +27,7 @@ from recotorch.cli.common import (
 from recotorch.errors import OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.base import Estimator
+from recotorch.models.config import options_help, parse_assignments
 from recotorch.models.mf import FAST_SETTINGS
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
@@ -74,6 +75,9 @@ def fit(
         "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any option of the model as KEY=VALUE (repeatable; `recotorch options MODEL` lists them), "
+                      "e.g. --set grad_accum=2 --set schedule=constant.")] = None,
 ) -> None:
     """Train a model on an interactions file and save it as a model directory.
 
@@ -90,9 +94,14 @@ def fit(
                          dropout=dropout)
     checks.check_model_takes(model, options, MODELS)
     checks.check_values(options)
+    if set_:
+        assigned = parse_assignments(model, set_)
+        for key in sorted(set(assigned) & set(options)):
+            raise OptionError(f"--set {key}", f"is also given as --{key.replace('_', '-')}; give it once")
+        options = {**options, **assigned}
     if fast and model != "mf":
         raise OptionError("--fast", f"is for --model mf, not {model!r}")
-    if patience is not None and valid is None:
+    if options.get("patience") is not None and valid is None:
         raise OptionError("--patience", "early stopping watches the validation loss: give --valid too")
     estimator = make_model(model, **({**FAST_SETTINGS, **options} if fast else options))
     if implicit is None:
@@ -274,3 +283,10 @@ def _evaluate_next(model: Estimator, test: Path, train: Path | None, threshold: 
         for name in ("transitions", "knn_last"):
             report.rows.append({"model": name, **next_item_metrics(make_model(name).fit(train_data), test_data, ks)})
     out.print(report.to_rich())
+
+
+def options(model: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(MODELS))}.")]) -> None:
+    """List a model's options (for `fit --set KEY=VALUE`): type, default, choices or range, help."""
+    if model not in MODELS:
+        raise OptionError("MODEL", f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    typer.echo(options_help(model))
