@@ -188,14 +188,4 @@ class BCEMF(RankingMF):
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "epochs": 2}
 
     loss = "bce"
-
-    @dataclass
-    class Config(TrainConfig):
-        dim: int = param(64, ge=1, help="factors per user and item", tune=int_range(8, 256, log=True))
-        n_neg: int = param(4, ge=1, help="sampled negatives per positive", tune=int_range(1, 64, log=True))
-        sampler: Literal["uniform", "popularity"] = param("uniform", help="uniform or popularity (** 0.75)")
-        init_std: float = param(0.1, gt=0, help="std of the initial factors", tune=log_uniform(1e-3, 0.3))
-        epochs: int = 40
-        batch_size: int = 4096
-        lr: float = 3e-2
-        weight_decay: float = 1.0
+    Config = BPRMF.Config  # the same options as BPR; only the loss differs
