@@ -251,3 +251,10 @@ def test_training_options_reach_the_trainer(name):
     given = {"grad_accum": 2, "schedule": "constant", "pct_start": 0.5, "patience": 3, "seed": 7}
     cfg = make_model(name, **{**MODELS[name].TEST_PARAMS, **given}).train_config()
     assert {k: getattr(cfg, k) for k in given} == given
+
+
+def test_every_registered_model_is_importable_from_recotorch():
+    import recotorch
+
+    missing = sorted(name for name, cls in MODELS.items() if getattr(recotorch, cls.__name__, None) is not cls)
+    assert not missing, f"not exported by recotorch: {missing}"
