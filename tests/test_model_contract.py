@@ -82,6 +82,9 @@ def test_similar_items_when_supported(name, data, fitted):
     recs = model.similar_items([item], k=3)
     got = recs.item_ids(0)
     assert item not in got and 0 < len(got) <= 3
+    frame = recs.to_frame()
+    assert frame.columns == ["item", "similar_item", "rank", "score"]
+    assert frame["item"].to_list() == [item] * len(got) and frame["similar_item"].to_list() == got
     with pytest.raises(KeyError):
         model.similar_items(["no such item"], k=3)
 

@@ -92,7 +92,7 @@ def similar(
     if int(model.items_.index([raw])[0]) < 0:
         raise UnknownIdError(f"item {item!r} is not in the model {model_dir}")
     recs = model.similar_items([raw], k=k)
-    frame = recs.to_frame().drop("user")
+    frame = recs.to_frame().drop("item").rename({"similar_item": "item"})
     titles = item_labels(model).gather(model.items_.index(frame["item"]))
     frame = frame.with_columns(titles.alias("title")).select("rank", "item", "title", "score")
     if out_file is not None:

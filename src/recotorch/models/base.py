@@ -40,7 +40,7 @@ from recotorch.core.retrieval import RetrievalVectors
 from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.vocab import Vocab
-from recotorch.errors import OptionError, UnsupportedError
+from recotorch.errors import OptionError, UnknownIdError, UnsupportedError
 from recotorch.models.config import build_config, clone_params, config_class, defaults, field_names, install_init
 from recotorch.train.config import field_types, literal_choices
 
@@ -95,25 +95,31 @@ class Predictions:
 
 @dataclass(frozen=True)
 class Recommendations:
-    """Top-k lists: row r holds the items for `user_ids[r]`, best first; -1 marks an empty slot."""
+    """Top-k lists: row r holds the items for `user_ids[r]`, best first; -1 marks an empty slot.
+
+    For `similar_items` the rows are query items (`query="item"`), and `user_ids` holds their ids.
+    """
 
     user_ids: list[Any]
     item_idx: torch.Tensor  # (n_users, k) int64
     scores: torch.Tensor  # (n_users, k) float32, -inf in empty slots
     items: Vocab
+    query: Literal["user", "item"] = "user"
 
     def item_ids(self, row: int) -> list[Any]:
         idx = self.item_idx[row]
         return self.items.lookup(idx[idx >= 0].numpy())
 
     def to_frame(self) -> pl.DataFrame:
-        """Long format: user, item, rank (1-based), score; empty slots left out."""
+        """Long format: user, item, rank (1-based), score (for similar items: item, similar_item, rank,
+        score); empty slots left out."""
         filled = self.item_idx >= 0
         rows, cols = filled.nonzero(as_tuple=True)
-        users = pl.Series("user", self.user_ids, strict=False).gather(rows.numpy())
+        queries = pl.Series(self.query, self.user_ids, strict=False).gather(rows.numpy())
+        found = "item" if self.query == "user" else "similar_item"
         return pl.DataFrame({
-            "user": users,
-            "item": self.items.ids.gather(self.item_idx[rows, cols].numpy()),
+            self.query: queries,
+            found: self.items.ids.gather(self.item_idx[rows, cols].numpy()),
             "rank": (cols + 1).numpy(),
             "score": self.scores[rows, cols].numpy(),
         })
@@ -437,9 +443,9 @@ class Estimator(ABC):
         i = torch.from_numpy(self.items_.index(ids))
         if (i < 0).any():
             missing = [ids[j] for j in (i < 0).nonzero().flatten().tolist()[:5]]
-            raise KeyError(f"unknown item id(s): {missing}")
+            raise UnknownIdError(f"unknown item id(s): {missing}")
         idx, val = self.similar_indices(i, k)
-        return Recommendations(ids, idx, val, self.items_)
+        return Recommendations(ids, idx, val, self.items_, query="item")
 
     def similar_indices(self, item_idx: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
         """`similar_items` for model indices: (items (B, k), similarities (B, k)); by default the cosine
