@@ -549,3 +549,10 @@ def test_only_recotorchs_checkpoint_files_are_removed(tmp_path):
         checkpoint_target(tmp_path / "n")
     remove_checkpoint(mixed)  # even when asked, only recotorch's file goes
     assert (mixed / "thesis.tex").read_text() == "mine" and not (mixed / "checkpoint.pt").exists()
+
+
+def test_version(tmp_path, capsys, monkeypatch):
+    import recotorch
+
+    proc = run_cli_in_process(["--version"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"recotorch {recotorch.__version__}"

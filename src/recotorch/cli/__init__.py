@@ -18,9 +18,19 @@ app = typer.Typer(
          "anything else is a bug (exit 1; run with --debug for the traceback).")
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from recotorch import __version__
+
+        typer.echo(f"recotorch {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the full Python traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     boundary.DEBUG = debug
 
