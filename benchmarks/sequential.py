@@ -5,7 +5,7 @@ order) is the test target, the history is everything before it; full ranking ove
 history items excluded; NDCG@10, HR@10 and MRR@10 over all 943 users (a target whose item never
 occurs in training counts as a miss). `--valid` scores the second-to-last item instead, with
 the model trained without the last two items: the target every setting was chosen on.
-Fit seconds are wall time with one thread; the load average is recorded beside them.
+Fit seconds are wall time with `--threads` threads (default 1); the load average is recorded beside them.
 Prints a table and writes benchmarks/results/sequential.{json,md} (the test run only).
 
     OMP_NUM_THREADS=1 python benchmarks/sequential.py [--valid] [--models sasrec,knn_last,...]
@@ -44,8 +44,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--valid", action="store_true", help="score the validation target (second-to-last item)")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for fitting and scoring")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     frame = pl.read_csv(ml100k_dir() / "u.data", separator="\t", has_header=False,
                         new_columns=["user", "item", "rating", "timestamp"])
     data = Interactions.from_frame(frame, source="ml-100k u.data")
@@ -87,7 +88,8 @@ def _report(rows: list[dict], valid: bool) -> str:
     md += [f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['MRR@10']:.4f} | {r['users']} | "
            f"{r['fit_s']} | {r['load_1min']} |" for r in rows]
     info = machine()
-    md += ["", f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, 1 thread; "
+    md += ["", f"- machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+               f"{torch.get_num_threads()} thread(s); "
                f"the load average (shared machine) is recorded per model", f"- peak RSS {peak_rss_mb():.0f} MB",
            "- protocol: full ranking over all items, history items excluded; all users counted "
            "(a target item unseen in training is a miss)"]
