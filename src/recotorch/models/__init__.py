@@ -13,6 +13,7 @@ from recotorch.models.ease import EASE
 from recotorch.models.ensemble import Bagged
 from recotorch.models.hybrid import HybridMF
 from recotorch.models.itemknn import ItemKNN
+from recotorch.models.knn_baseline import KNNBaseline
 from recotorch.models.mf import MatrixFactorization
 from recotorch.models.ncf import NeuralCF
 from recotorch.models.popularity import MostPopular
@@ -47,6 +48,7 @@ __all__ = [
     "HybridMF",
     "ImplicitALS",
     "ItemKNN",
+    "KNNBaseline",
     "KNNLast",
     "MatrixFactorization",
     "MostPopular",
