@@ -31,6 +31,7 @@ from recotorch.models import (
     Recommendations,
     RP3beta,
     SASRec,
+    SVDpp,
     Transitions,
     make_model,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "RankingMF",
     "Recommendations",
     "SASRec",
+    "SVDpp",
     "Transitions",
     "Vocab",
     "datasets",

@@ -19,6 +19,7 @@ from recotorch.models.ncf import NeuralCF
 from recotorch.models.popularity import MostPopular
 from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
 from recotorch.models.rp3beta import RP3beta
+from recotorch.models.svdpp import SVDpp
 from recotorch.models.sequential import GRU4Rec, KNNLast, SASRec, Transitions
 
 
@@ -58,6 +59,7 @@ __all__ = [
     "RankingMF",
     "Recommendations",
     "SASRec",
+    "SVDpp",
     "Transitions",
     "make_model",
 ]
