@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +14,7 @@ from rich.table import Table
 
 from recotorch.cli.common import Overwrite, out
 from recotorch.cli.targets import output_file, write_csv, write_text
+from recotorch.data.catalogue import item_names, natural_title
 from recotorch.errors import OutputPathError, UnknownIdError, UnsupportedError
 from recotorch.models.base import Estimator
 
@@ -55,14 +58,16 @@ def explain(
 
     written: list[Path] = []
     summary: dict = {"model": model.name}
+    named = _namer(model)
     if has_biases:
-        tables = item_bias_table(model, n=top, min_count=5)
+        tables = {side: named(frame) for side, frame in item_bias_table(model, n=top, min_count=5).items()}
         for side, frame in tables.items():
             out.print(_table(f"Items with the {side} learned bias (>= 5 ratings)", frame))
             written.append(_write(frame, target / f"bias_{side}.csv"))
         summary["bias"] = {side: frame.to_dicts() for side, frame in tables.items()}
     if vectors:
         result = pca_map(model, top_items=map_items)
+        result = replace(result, coords=named(result.coords), loadings=named(result.loadings))
         written.append(plot_pca_map(result, target / "pca_map.png", title=f"{model.name} item embeddings"))
         written.append(_write(result.coords, target / "pca_coords.csv"))
         written.append(_write(result.loadings, target / "pca_loadings.csv"))
@@ -73,7 +78,7 @@ def explain(
             out.print(_table("Mean component score by genre", result.genres))
         summary["pca"] = {"explained_variance": result.explained, "loadings": result.loadings.to_dicts()}
         for raw in item or []:
-            frame = nearest_items(model, _as_id(model, raw), k=top)
+            frame = named(nearest_items(model, _as_id(model, raw), k=top))
             out.print(_table(f"Nearest items to {raw}", frame))
             summary.setdefault("nearest", {})[raw] = frame.to_dicts()
     if has_clusters:
@@ -83,6 +88,22 @@ def explain(
         summary["clusters"] = profile.profiles.to_dicts()
     written.append(write_text(json.dumps(summary, indent=1, default=str), target / "explain.json"))
     out.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def _namer(model: Estimator) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Replaces a table's `title` by the catalogue's name in reading order ("The Godfather (1972)")."""
+    names = item_names(model.item_features_)
+
+    def named(frame: pl.DataFrame) -> pl.DataFrame:
+        if names is None or "title" not in frame.columns:
+            return frame
+        if "item" not in frame.columns:  # titles only (PCA loadings): reading order, as stored otherwise
+            return frame.with_columns(pl.col("title").map_elements(natural_title, return_dtype=pl.Utf8,
+                                                                   skip_nulls=True))
+        shown = names.gather(model.items_.index(frame["item"]))
+        return frame.with_columns(shown.fill_null(frame["title"]).alias("title"))
+
+    return named
 
 
 def _as_id(model: Estimator, raw: str) -> int | str:

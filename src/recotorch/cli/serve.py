@@ -28,7 +28,11 @@ def serve(
     target_recall: Annotated[float, typer.Option(help="Recall@10 vs exact scoring the index is tuned to.")] = 0.97,
     save_index: Annotated[bool, typer.Option(help="Store a freshly built index in the model directory.")] = True,
     threads: Annotated[int, typer.Option(help="Torch threads for scoring (1 keeps latency steady).")] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (its own messages; see --access-log for "
+                                           "requests).")] = "warning",
+    access_log: Annotated[str, typer.Option(
+        help="HTTP access log, one line per request: 'off', 'on' (on standard output) or a file to append "
+             "them to.")] = "off",
     admin_token: Annotated[str | None, typer.Option(
         envvar="RECOTORCH_ADMIN_TOKEN", show_envvar=True,
         help="Token that admin routes (POST /admin/reload) require as 'Authorization: Bearer <token>'. "
@@ -67,6 +71,7 @@ def serve(
         if store_timeout <= 0:
             raise OptionError("--store-timeout", f"must be positive, got {store_timeout:g}")
         hosts = _hosts(allowed_hosts)
+        log_config = _log_config(log_level, access_log, model_dir)
         app = create_app(model_dir, store_url=None if store.lower() == "none" else store, models_root=models_root,
                          admin_token=admin_token or None, admin_auth=not no_admin_auth, allowed_hosts=hosts,
                          max_body_bytes=max_body_bytes, feedback_range=_range(feedback_range),
@@ -79,8 +84,39 @@ def serve(
     shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", store)  # never print a database password
     console.print(f"serving {model_dir} on http://{host}:{port} (docs at /docs, feedback -> {shown})", highlight=False)
     # no proxy-header rewriting (we bind loopback by default) and no Server header: less work per request
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, proxy_headers=False,
-                server_header=False)
+    uvicorn.run(app, host=host, port=port, log_config=log_config, access_log=access_log != "off",
+                proxy_headers=False, server_header=False)
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _log_config(level: str, access: str, model_dir: Path) -> dict:
+    """uvicorn's logging set-up: its own messages at `level`, request lines per --access-log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    if level.lower() not in LOG_LEVELS:
+        raise OptionError("--log-level", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["uvicorn"]["level"] = config["loggers"]["uvicorn.error"]["level"] = \
+        "DEBUG" if level.lower() == "trace" else level.upper()
+    config["loggers"]["uvicorn.access"]["level"] = "INFO"
+    if access.lower() in ("off", "on"):
+        return config
+    path = Path(access)
+    if path.is_dir():
+        raise OptionError("--access-log", f"{path} is a folder; give 'off', 'on' or a file to append to")
+    if model_dir.exists() and model_dir.resolve() in path.resolve().parents:
+        raise OptionError("--access-log", f"{path} lies inside the model directory {model_dir}; write it elsewhere")
+    parent = path.absolute().parent
+    if not parent.is_dir():
+        raise OptionError("--access-log", f"{path}: the folder {parent} does not exist")
+    config["formatters"]["access"]["use_colors"] = False
+    config["handlers"]["access"] = {"formatter": "access", "class": "logging.FileHandler",
+                                    "filename": str(path), "mode": "a", "encoding": "utf-8"}
+    return config
 
 
 def _range(text: str | None) -> tuple[float, float] | None:

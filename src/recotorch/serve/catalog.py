@@ -10,6 +10,7 @@ import polars as pl
 import torch
 
 from recotorch import errors
+from recotorch.data.catalogue import NAME_COLUMNS, natural_title
 from recotorch.data.vocab import Vocab
 
 _INT = re.compile(r"^\s*[+-]?\d{1,19}\s*$")
@@ -74,40 +75,7 @@ def _show(raw: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-# Articles that MovieLens-style catalogues move to the end ("Godfather, The"); matched case-sensitively.
-ARTICLES = ("The", "A", "An", "Le", "La", "Les", "L'", "Un", "Une", "Il", "Lo", "Gli", "Der", "Die", "Das",
-            "Ein", "Eine", "El", "Los", "Las", "De", "Het", "Den", "Det")
-_TRAILING = re.compile(r"^(?P<body>.*[^\s,]),\s+(?P<article>" + "|".join(re.escape(a) for a in ARTICLES) + r")$")
-_GROUPS = re.compile(r"^(?P<head>.*?)(?P<tail>(?:\s*\([^()]*\))*)\s*$")
-NAME_COLUMNS = ("title", "name")  # the item's display name, first found
 MAX_CATEGORIES = 200  # a text column with more distinct values is free text (names, urls), not a category
-
-
-def _front(part: str) -> str | None:
-    """`part` with a trailing article moved to the front, or None when it has none."""
-    match = _TRAILING.match(part.strip())
-    if match is None:
-        return None
-    article = match["article"]
-    return f"{article}{match['body']}" if article.endswith("'") else f"{article} {match['body']}"
-
-
-def natural_title(title: str) -> str:
-    """A title in reading order: "Godfather, The (1972)" -> "The Godfather (1972)".
-
-    The main title and each trailing parenthesised part (an alternative title, a year) are
-    fixed on their own: "Blue Angel, The (Blaue Engel, Der)" -> "The Blue Angel (Der Blaue Engel)".
-    A title without such an article is returned unchanged.
-    """
-    if "," not in title:
-        return title
-    match = _GROUPS.match(title)
-    head, parts = (match["head"], re.findall(r"\(([^()]*)\)", match["tail"])) if match else (title, [])
-    fixed = [_front(head), *(_front(p) for p in parts)]
-    if not any(fixed) or not head.strip():
-        return title
-    head = fixed[0] or head.strip()
-    return " ".join([head, *(f"({f or p})" for f, p in zip(fixed[1:], parts, strict=True))])
 
 
 def category_columns(features: pl.DataFrame) -> list[str]:
