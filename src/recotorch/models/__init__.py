@@ -7,6 +7,7 @@ from typing import Any
 from recotorch.models.als import ImplicitALS
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
 from recotorch.models.baselines import BiasBaseline, GlobalMean
+from recotorch.models.blend import Blend
 from recotorch.models.coldstart_mf import ColdStartMF
 from recotorch.models.config import build_config, model_class
 from recotorch.models.ease import EASE
@@ -42,6 +43,7 @@ __all__ = [
     "MODELS",
     "Bagged",
     "BiasBaseline",
+    "Blend",
     "ColdStartMF",
     "Estimator",
     "GRU4Rec",
