@@ -78,7 +78,7 @@ def items(
     model = load(model_dir)
     model.item_features_ = attached_features(catalogue, model.item_features_, model.items_)
     save(model, model_dir)
-    out.print(f"attached {file} to {model_dir}", highlight=False)
+    out.print(f"attached {file} to {model_dir}", highlight=False, soft_wrap=True)
 
 
 def _show(model, model_dir: Path, top: int) -> None:
@@ -87,12 +87,12 @@ def _show(model, model_dir: Path, top: int) -> None:
     features = model.item_features_
     if features is None:
         out.print(f"{model_dir} has no item catalogue (attach one with `recotorch items {model_dir} FILE`)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         return
     names = item_names(features)
     named = 0 if names is None else len(names) - names.null_count()
     out.print(f"{model_dir}: {model.n_items:,} items, {named:,} with a name; columns "
-              f"{', '.join(c for c in features.columns if c != 'id')}", highlight=False)
+              f"{', '.join(c for c in features.columns if c != 'id')}", highlight=False, soft_wrap=True)
     shown = features.head(top)
     if names is not None:
         shown = shown.with_columns(names.head(top).alias("name"))

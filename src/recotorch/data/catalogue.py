@@ -240,7 +240,8 @@ def _text(s: pl.Series) -> pl.Series:
 def _lists(s: pl.Series) -> pl.Series:
     """A category column as List(Utf8): text split on "|", stripped, blanks dropped."""
     lists = s.cast(pl.List(pl.Utf8)) if isinstance(s.dtype, pl.List) else s.cast(pl.Utf8).str.split(LIST_SEP)
-    return lists.list.eval(pl.element().str.strip_chars().filter(pl.element().str.len_chars() > 0))
+    cleaned = lists.list.eval(pl.element().str.strip_chars().filter(pl.element().str.len_chars() > 0))
+    return pl.select(pl.lit(cleaned).fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))).to_series().alias(s.name)
 
 
 def _numeric(s: pl.Series) -> bool:
