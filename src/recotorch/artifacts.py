@@ -9,6 +9,8 @@ Layout of a model directory `D` (format 2)::
         weights.safetensors        every fitted tensor (module weights, baselines, seen-item CSR)
         users.json, items.json     vocabularies: raw ids in index order
         item_features.parquet, user_features.parquet   side features, when the data had them
+        schema.json, ...           files stored with the model by its callers (`save(..., files=)`,
+                                   read back with `read_file`): how its data was read, a catalogue
         ann.faiss, ann.json        the FAISS index, when a server stored one (`recotorch.serve.index`)
     D/.recotorch.lock              held (flock) while a save runs, so two saves never interleave
 
@@ -50,7 +52,7 @@ import re
 import secrets
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,9 @@ POINTER, LOCK, META, WEIGHTS = "CURRENT", ".recotorch.lock", "model.json", "weig
 FEATURE_FILES = ("item_features.parquet", "user_features.parquet")
 DATA_FILES = (WEIGHTS, "users.json", "items.json", *FEATURE_FILES)
 FLAT_FILES = (*DATA_FILES, "ann.faiss", "ann.json", META)  # what the flat layout held; META last
+# files callers store with a model (`save(files=...)`): checksummed like the others, carried over
+# when a loaded model is saved again (online updates), read back with `read_file`
+STORED_FILE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}\.(json|parquet|csv|txt)$")
 VERSION_RE = re.compile(r"^v-\d{8}T\d{12}Z-[0-9a-f]{8}$")
 NEW_SUFFIX = ".recotorch-new-"  # `.D.recotorch-new-<hex>`: a first save being built beside D
 POINTER_TMP_RE = re.compile(r"^\.CURRENT\.[0-9a-f]{8}\.tmp$")
@@ -87,15 +92,21 @@ class NotAModelError(InputFileError, FileNotFoundError):
 
 
 # ---- public API ----------------------------------------------------------------------------
-def save(model: Estimator, path: str | Path) -> Path:
-    """Write `model` to model directory `path` (new, empty, or a model directory: replaced crash-safely)."""
+def save(model: Estimator, path: str | Path, *, files: Mapping[str, bytes | None] | None = None) -> Path:
+    """Write `model` to model directory `path` (new, empty, or a model directory: replaced crash-safely).
+
+    `files` are stored with the model (name -> content; None drops one): small files such as
+    how the training data was read (`schema.json`) or a catalogue, named like `STORED_FILE_RE`.
+    A model loaded from a directory keeps the files stored with it unless `files` replaces them.
+    """
     if not model.is_fitted:
         raise ValueError("fit the model before saving it")
     path = Path(path)
     check_model_dir_target(path)
+    stored = _stored_files(model, files)
     _clean_new_leftovers(path)
     fresh = not path.exists() or (path.is_dir() and not any(path.iterdir()))
-    if fresh and _save_new(model, path):
+    if fresh and _save_new(model, path, stored):
         return path
     with _locked(path):
         check_model_dir_target(path)  # re-checked under the lock: the folder may have changed
@@ -103,7 +114,7 @@ def save(model: Estimator, path: str | Path) -> Path:
         vdir = path / name
         vdir.mkdir()
         try:
-            meta_sha = _write_version(model, vdir)
+            meta_sha = _write_version(model, vdir, stored)
             _fsync_dir(path)
             _fault("before-swap")
             _write_pointer(path, name, meta_sha)
@@ -134,6 +145,19 @@ def load(path: str | Path) -> Estimator:
     raise CorruptModelError(path / POINTER, "changed three times while the model was being read; retry")
 
 
+def read_file(path: str | Path, name: str) -> bytes | None:
+    """A file stored with the current model of `path` (see `save(files=)`), checksum verified; None if absent.
+
+    `path` may also be the version folder a loaded model came from (`model.artifact_version_`).
+    """
+    vdir, meta_sha = _resolve(Path(path))
+    meta = _read_meta(vdir / META, meta_sha)
+    digest = meta.get("files", {}).get(name) if meta["format"] >= 2 else None
+    if digest is None or not STORED_FILE_RE.match(name):
+        return None
+    return _read_checked(vdir / name, digest)
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The model.json of the current version of a model directory."""
     vdir, meta_sha = _resolve(Path(path))
@@ -152,7 +176,41 @@ def version_tag(path: str | Path) -> str:
 
 
 # ---- saving --------------------------------------------------------------------------------
-def _save_new(model: Estimator, path: Path) -> bool:
+def _stored_files(model: Estimator, files: Mapping[str, bytes | None] | None) -> dict[str, bytes]:
+    """The files to store with `model`: those of the version it was loaded from, updated by `files`."""
+    stored: dict[str, bytes] = {}
+    source = model.artifact_version_
+    if source is not None and Path(source).is_dir() and (Path(source) / META).is_file():
+        meta = _read_meta(Path(source) / META, None)
+        for name, digest in (meta.get("files") or {}).items():
+            # the model's own files (weights, vocabularies, features) are written from the model, not carried
+            if STORED_FILE_RE.match(name) and name not in (files or {}) and name not in FLAT_FILES:
+                stored[name] = _read_checked(Path(source) / name, digest)
+    for name, content in (files or {}).items():
+        if not STORED_FILE_RE.match(name) or name in DATA_FILES or name in FLAT_FILES:
+            raise ValueError(f"cannot store a file named {name!r} with a model (names like schema.json)")
+        if content is None:
+            stored.pop(name, None)
+        elif not isinstance(content, bytes):
+            raise TypeError(f"the content of {name!r} must be bytes, not {type(content).__name__}")
+        else:
+            stored[name] = content
+    return stored
+
+
+def _read_checked(file: Path, digest: str) -> bytes:
+    """The bytes of `file`, refused (CorruptModelError) unless they match `digest`."""
+    try:
+        content = file.read_bytes()
+    except OSError as exc:
+        raise CorruptModelError(file, f"cannot be read ({exc.strerror or exc})") from None
+    if hashlib.sha256(content).hexdigest() != digest:
+        raise CorruptModelError(file, "does not match the SHA-256 recorded in model.json "
+                                      "(truncated, edited or replaced)")
+    return content
+
+
+def _save_new(model: Estimator, path: Path, stored: dict[str, bytes]) -> bool:
     """Build the whole directory beside `path` and rename it into place; False if `path` filled meanwhile."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}{NEW_SUFFIX}{secrets.token_hex(4)}")
@@ -161,7 +219,7 @@ def _save_new(model: Estimator, path: Path) -> bool:
     try:
         name = _version_name()
         (tmp / name).mkdir()
-        meta_sha = _write_version(model, tmp / name)
+        meta_sha = _write_version(model, tmp / name, stored)
         _write_pointer(tmp, name, meta_sha, fault=False)
         _fault("before-swap")
         try:
@@ -202,7 +260,7 @@ def _clean_new_leftovers(path: Path) -> None:
             os.close(fd)
 
 
-def _write_version(model: Estimator, vdir: Path) -> str:
+def _write_version(model: Estimator, vdir: Path, stored: Mapping[str, bytes]) -> str:
     """Write every file of one version into `vdir`, fsync each and the folder; returns model.json's SHA-256."""
     tensors, extra = model.state()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -221,9 +279,14 @@ def _write_version(model: Estimator, vdir: Path) -> str:
             features.write_parquet(vdir / f"{kind}_features.parquet")
             _fsync_file(vdir / f"{kind}_features.parquet")
             _fault(f"{kind}_features")
+    for name, content in stored.items():
+        with open(vdir / name, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
     from recotorch import __version__
 
-    files = {name: _sha256(vdir / name) for name in DATA_FILES if (vdir / name).is_file()}
+    files = {name: _sha256(vdir / name) for name in (*DATA_FILES, *stored) if (vdir / name).is_file()}
     meta = {
         "format": FORMAT, "model": model.name, "task": model.task, "params": _jsonable(model.get_params()),
         "extra": _jsonable(extra), "recotorch": __version__,
@@ -417,7 +480,8 @@ def _load_version(vdir: Path, meta_sha: str | None) -> Estimator:
     if fmt >= 2:
         files = meta["files"]
         for name in files:
-            if name not in DATA_FILES or not isinstance(files[name], str):
+            known = name in DATA_FILES or (STORED_FILE_RE.match(name) and name not in FLAT_FILES)
+            if not known or not isinstance(files[name], str):
                 raise CorruptModelError(meta_file, f"lists an unexpected file {name!r}")
         for name in (WEIGHTS, "users.json", "items.json"):
             if name not in files:

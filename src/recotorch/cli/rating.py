@@ -3,47 +3,76 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
 
 from recotorch.artifacts import load, save
-from recotorch.cli import checks, targets
+from recotorch.cli import checks, targets, verbosity
+from recotorch.cli.catalogue import (
+    ItemsCategoryCol,
+    ItemsFile,
+    ItemsIdCol,
+    ItemsNameCol,
+    attached_features,
+    read_items,
+)
 from recotorch.cli.common import (
+    Header,
+    InFormat,
+    InputFormat,
     ItemCol,
     Overwrite,
     RatingCol,
+    Sep,
+    Strict,
     TimeCol,
     UserCol,
+    console,
+    model_schema,
     only_given,
     out,
-    progress_enabled,
-    read_id_columns,
+    read_data,
+    read_ids,
     read_table,
+    reading,
     timed,
+    training_pairs_in,
+    unread_columns,
     warn,
 )
-from recotorch.errors import OptionError
+from recotorch.data.implicit import DEFAULT_WEIGHTS
+from recotorch.data.interactions import Interactions
+from recotorch.data.schema import SCHEMA_FILE
+from recotorch.errors import InputFileError, OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.base import Estimator
 from recotorch.models.config import options_help, parse_assignments
 from recotorch.models.mf import FAST_SETTINGS
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
+from recotorch.train.progress import labelled
 
 ModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}.")]
+FitModelName = Annotated[str, typer.Option("--model", "-m", help=f"One of: {', '.join(sorted(MODELS))}; or auto: "
+                                           "search models and settings on a validation split of TRAIN "
+                                           "(`recotorch tune`; the search goes to OUT.tune/).")]
 
 
 def fit(
-    train: Annotated[Path, typer.Argument(help="Interactions file (CSV, TSV or Parquet).")],
+    train: Annotated[Path, typer.Argument(help="Interactions file (CSV, TSV, other delimited text, Parquet or "
+                                          "JSON Lines; .gz/.zst too).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
-    model: ModelName = "mf",
+    model: FitModelName = "mf",
     valid: Annotated[Path | None, typer.Option(help="Validation file for early stopping.")] = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    time_col: TimeCol = "timestamp",
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    rating_col: RatingCol = None,
+    time_col: TimeCol = None,
+    sep: Sep = None,
+    header: Header = None,
+    fmt: InFormat = None,
     dim: Annotated[int | None, typer.Option(help="Embedding size.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
@@ -74,10 +103,20 @@ def fit(
     implicit: Annotated[bool | None, typer.Option(
         "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="Implicit feedback: how strongly each (user, item) pair counts. binary: 1; count: its rows "
+             "(repeat purchases, plays); sum: the sum of its --rating-col values (quantities, play counts); "
+             f"log1p: log(1 + sum). Default {DEFAULT_WEIGHTS} (benchmarks/results/weights.md).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any option of the model as KEY=VALUE (repeatable; `recotorch options MODEL` lists them), "
                       "e.g. --set grad_accum=2 --set schedule=constant.")] = None,
+    items: ItemsFile = None,
+    items_id_col: ItemsIdCol = None,
+    items_name_col: ItemsNameCol = None,
+    items_category_col: ItemsCategoryCol = None,
+    budget: Annotated[float | None, typer.Option(
+        help="--model auto: seconds for the search and refit (default: sized to the data).")] = None,
 ) -> None:
     """Train a model on an interactions file and save it as a model directory.
 
@@ -85,13 +124,27 @@ def fit(
     replaced); an existing file, a folder of other files, the current folder or a folder holding
     an input is refused before anything is read.
     """
-    from recotorch.data.implicit import to_implicit
+    from recotorch.data.implicit import WEIGHTS, to_implicit
 
     options = only_given(dim=dim, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                          patience=patience, seed=seed, device=device, reg=reg, alpha=alpha,
                          iterations=iterations, neighbours=neighbours, n_neg=n_neg, half_life=half_life,
                          optimizer=optimizer, amp=amp, max_len=max_len, n_last=n_last, cell=cell, loss=loss,
                          dropout=dropout)
+    if model == "auto":
+        from recotorch.cli.tune import fit_auto
+
+        for flag, value in (("--sep", sep), ("--no-header" if header is False else "--header", header),
+                            ("--format", fmt)):
+            if value is not None:
+                raise OptionError(flag, "is not taken by --model auto yet; convert the file to CSV with a header")
+
+        chosen = {f"--{k.replace('_', '-')}": v for k, v in options.items() if k not in ("seed", "device")}
+        return fit_auto(train, out_dir, budget=budget, seed=seed, device=device, implicit=implicit,
+                        threshold=threshold, resume=resume, cols=(user_col, item_col, rating_col, time_col),
+                        refused={**chosen, "--set": set_, "--valid": valid, "--fast": fast, "--items": items})
+    if budget is not None:
+        raise OptionError("--budget", "is for --model auto (the search's seconds)")
     checks.check_model_takes(model, options, MODELS)
     checks.check_values(options)
     if set_:
@@ -114,71 +167,106 @@ def fit(
                                      "evaluate on a held-out file with `recotorch evaluate` instead")
     if not implicit and threshold is not None:
         raise OptionError("--threshold", "goes with --implicit (ratings >= threshold become positives)")
+    if weights is not None and weights not in WEIGHTS:
+        raise OptionError("--weights", f"must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if not implicit and weights is not None:
+        raise OptionError("--weights", f"sets the confidence of implicit feedback; model {model!r} learns ratings "
+                                       "(--explicit): drop --weights")
+    if implicit is False and estimator.task == "ranking" and not sequential:
+        raise OptionError("--explicit", f"ranking model {model!r} learns from implicit feedback; choose how strongly "
+                                        f"each pair counts with --weights ({'|'.join(WEIGHTS)})")
     gradient = estimator.supports("train_epochs")
     if resume and not gradient:
         raise OptionError("--resume", f"model {model!r} is not trained in epochs and has no checkpoint")
-    check_model_dir_target(out_dir, inputs=[p for p in (train, valid) if p is not None])
+    check_model_dir_target(out_dir, inputs=[p for p in (train, valid, items) if p is not None])
     checkpoint = targets.checkpoint_target(out_dir)
     if resume and not targets.is_checkpoint_dir(checkpoint):
         raise OptionError("--resume", f"there is no checkpoint to resume from at {checkpoint}")
+    train_reading = reading(train, {"user": user_col, "item": item_col, "rating": rating_col, "timestamp": time_col},
+                            sep=sep, header=header, fmt=fmt)
+    item_name = train_reading.columns["item"]
+    catalogue = read_items(items, items_id_col, items_name_col, items_category_col,
+                           item_col=item_name if isinstance(item_name, str) else "item")
 
-    data = read_table(train, user_col, item_col, rating_col, time_col)
-    valid_data = read_table(valid, user_col, item_col, rating_col, time_col) if valid else None
+    data = read_data(train_reading)
+    if unread := unread_columns(train_reading):
+        warn(f"note: {train}: column(s) {', '.join(map(repr, unread[:12]))}{', ...' if len(unread) > 12 else ''} "
+             "not read (choose them with --rating-col / --time-col)")
+    schema = train_reading.schema(data, implicit=implicit, threshold=threshold, weights=weights)
+    valid_data = read_data(reading(valid, {"user": user_col, "item": item_col, "rating": rating_col,
+                                           "timestamp": time_col}, sep=sep, header=header, fmt=fmt,
+                                   schema=schema)) if valid else None
     if half_life is not None:
         checks.check_timestamps_for_half_life(data.timestamp, train)
     if implicit:
         if threshold is not None and data.rating is None:
             raise OptionError("--threshold", f"{train} has no rating column to threshold "
-                                             f"(--rating-col {rating_col or repr('')})")
-        data = to_implicit(data, threshold=threshold)
+                                             f"(--rating-col {rating_col or repr('rating')})")
+        data = to_implicit(data, threshold=threshold, weights=weights or DEFAULT_WEIGHTS)
         if len(data) == 0:
             raise OptionError("--threshold", f"no rating in {train} is >= {threshold}: nothing to train on")
         if valid_data is not None:
-            valid_data = to_implicit(valid_data, threshold=threshold)
+            valid_data = to_implicit(valid_data, threshold=threshold, weights=weights or DEFAULT_WEIGHTS)
     if sequential and data.timestamp is None:
         raise OptionError("--time-col", f"model {model!r} orders each user's items by time, but {train} has no "
-                                        f"time column {time_col!r}")
+                                        f"time column {time_col or 'timestamp'!r} (name it with --time-col)")
+    if catalogue is not None:  # names and categories, stored with the model as its item features
+        data = data.with_features(item_features=attached_features(catalogue, data.item_features, data.items))
     if gradient:
-        estimator.progress = progress_enabled() and is_main_process()
+        estimator.progress = verbosity.progress_wanted() and is_main_process()
         if not resume and is_main_process():
             targets.remove_checkpoint(checkpoint)
         run = lambda: estimator.fit(data, valid_data, checkpoint_dir=checkpoint, resume=resume)  # noqa: E731
     else:
         run = lambda: estimator.fit(data, valid_data)  # noqa: E731
     try:
-        _, seconds = timed(run)
+        with labelled(model):
+            _, seconds = timed(run)
     except KeyboardInterrupt:
         warn(f"interrupted; the last finished epoch is saved in {checkpoint}; "
              "run the same command with --resume to continue")
         raise typer.Exit(130) from None
     if not is_main_process():  # under torchrun only rank 0 writes the model
         return
-    save(estimator, out_dir)
+    save(estimator, out_dir, files={SCHEMA_FILE: schema.to_bytes()})
     targets.remove_checkpoint(checkpoint)
-    out.print(f"fitted {model} on {len(data):,} rows ({data.n_users:,} users, {data.n_items:,} items) "
-              f"in {seconds:.2f} s -> {out_dir}")
+    what = f"{len(data):,} rows"
+    if implicit:
+        what = f"{len(data):,} (user, item) pairs, weights {weights or DEFAULT_WEIGHTS}"
+    out.print(f"fitted {model} on {what} ({data.n_users:,} users, {data.n_items:,} items) "
+              f"in {seconds:.2f} s -> {out_dir}", highlight=False)
 
 
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="Model directory.")],
     pairs: Annotated[Path, typer.Argument(help="File of (user, item) pairs.")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="CSV to write: user,item,prediction,known.")],
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Table to write: user,item,prediction,known; a "
+                                           "file (.csv, .parquet, .jsonl) or - for CSV on standard output.")],
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    fmt: Annotated[str | None, targets.FormatOption] = None,
+    sep: Sep = None,
+    header: Header = None,
+    input_format: InputFormat = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Predict a score for each (user, item) pair; unknown ids get the baseline and known=false."""
-    targets.output_file(out_file, inputs=[pairs], overwrite=overwrite, models=[model_dir])
+    """Predict a score for each (user, item) pair; unknown ids get the baseline and known=false.
+
+    PAIRS is read with the columns and layout the model was fitted with, unless flags say otherwise.
+    """
+    target = targets.table_target(out_file, fmt, inputs=[pairs], overwrite=overwrite, models=[model_dir])
+    assert target is not None  # --out is required
     model = load(model_dir)
-    frame = read_id_columns(pairs, {user_col: "--user-col", item_col: "--item-col"})
-    pred = model.predict(frame[user_col], frame[item_col])
-    result = pl.DataFrame({"user": frame[user_col], "item": frame[item_col],
+    frame = read_ids(reading(pairs, {"user": user_col, "item": item_col}, sep=sep, header=header, fmt=input_format,
+                             schema=model_schema(model, model_dir), format_flag="--input-format"))
+    pred = model.predict(frame["user"], frame["item"])
+    result = pl.DataFrame({"user": frame["user"], "item": frame["item"],
                            "prediction": pred.values, "known": pred.known})
-    targets.write_csv(result, out_file)
+    target.write(result)
     if pred.n_fallback:
         warn(f"warning: {pred.n_fallback:,} of {len(frame):,} pairs had a user or item "
              "unseen in training; they got the baseline prediction (known=false)")
-    out.print(f"wrote {len(frame):,} predictions -> {out_file}", highlight=False)
+    (console if target.to_stdout else out).print(f"wrote {len(frame):,} predictions -> {target}", highlight=False)
 
 
 def evaluate(
@@ -191,12 +279,21 @@ def evaluate(
                                              "MRR @K); default: the model's task.")] = None,
     threshold: Annotated[float | None, typer.Option(help="Ranking: test ratings >= this are relevant.")] = None,
     k: Annotated[list[int] | None, typer.Option("--k", help="Ranking cut-offs (repeatable).")] = None,
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    time_col: TimeCol = "timestamp",
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    rating_col: RatingCol = None,
+    time_col: TimeCol = None,
+    sep: Sep = None,
+    header: Header = None,
+    fmt: InFormat = None,
+    strict: Strict = False,
 ) -> None:
-    """Score a saved model on a test file, beside the baselines when --train is given."""
+    """Score a saved model on a test file, beside the baselines when --train is given.
+
+    Files are read with the columns and layout the model was fitted with, unless flags say
+    otherwise. Test rows whose (user, item) pair the model was trained on are counted and
+    warned about (--strict: refused), since they make any score look better than it is.
+    """
     from recotorch.data.implicit import to_implicit
     from recotorch.evaluate.protocol import Report, rating_metrics
     from recotorch.evaluate.ranking import ranking_metrics_for
@@ -207,14 +304,19 @@ def evaluate(
         checks.positive("--k", cut)
     model = load(model_dir)
     task = task or model.task
+    cols = (user_col, item_col, rating_col, time_col)
+    layout = {"sep": sep, "header": header, "fmt": fmt, "schema": model_schema(model, model_dir)}
     if task == "next":
-        return _evaluate_next(model, test, train, threshold, k, (user_col, item_col, rating_col, time_col))
+        if strict:
+            raise OptionError("--strict", "is for --task rating or ranking (a next item may repeat a history's)")
+        return _evaluate_next(model, test, train, threshold, k, cols, layout)
     if task == "rating" and threshold is not None:
         raise OptionError("--threshold", "is for --task ranking (relevant = rating >= threshold)")
     if task == "rating" and k:
         raise OptionError("--k", "is for --task ranking (cut-offs of the top-K lists)")
-    test_data = read_table(test, user_col, item_col, rating_col, time_col, rating_optional=task == "ranking")
-    train_data = read_table(train, user_col, item_col, rating_col, time_col) if train else None
+    test_data = read_table(test, *cols, rating_optional=task == "ranking", **layout)
+    _check_overlap(model, test_data, test, strict)
+    train_data = read_table(train, *cols, **layout) if train else None
     if threshold is not None and test_data.rating is None:
         raise OptionError("--threshold", f"{test} has no rating column to threshold")
     report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), {task}")
@@ -238,10 +340,13 @@ def lr_find(
     train: Annotated[Path, typer.Argument(help="Interactions file.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="PNG of loss against learning rate.")],
     model: ModelName = "mf",
-    user_col: UserCol = "user",
-    item_col: ItemCol = "item",
-    rating_col: RatingCol = "rating",
-    time_col: TimeCol = "timestamp",
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    rating_col: RatingCol = None,
+    time_col: TimeCol = None,
+    sep: Sep = None,
+    header: Header = None,
+    fmt: InFormat = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Run the learning-rate finder and plot it; prints the suggested peak rate."""
@@ -252,14 +357,14 @@ def lr_find(
     targets.output_file(out_file, inputs=[train], overwrite=overwrite)
     if out_file.suffix.lower() not in (".png", ".svg", ".pdf", ".jpg", ".jpeg"):
         raise OptionError("--out", f"{out_file}: the plot's name must end in .png, .svg, .pdf or .jpg")
-    data = read_table(train, user_col, item_col, rating_col, time_col)
+    data = read_table(train, user_col, item_col, rating_col, time_col, sep=sep, header=header, fmt=fmt)
     result = estimator.find_lr(data)
     targets.write_drawn(out_file, result.plot)
     out.print(f"suggested lr {result.suggestion:.2e}; plot -> {out_file}", highlight=False)
 
 
 def _evaluate_next(model: Estimator, test: Path, train: Path | None, threshold: float | None, k: list[int] | None,
-                   cols: tuple[str, str, str, str]) -> None:
+                   cols: tuple[str | None, ...], layout: dict[str, Any]) -> None:
     """`evaluate --task next`: the leave-one-out protocol, beside transitions and knn_last fitted on --train."""
     from recotorch.evaluate.protocol import Report
     from recotorch.models.sequential.protocol import next_item_metrics
@@ -269,20 +374,35 @@ def _evaluate_next(model: Estimator, test: Path, train: Path | None, threshold: 
                                     f"not {model.name!r}")
     if threshold is not None:
         raise OptionError("--threshold", "is not used by --task next (the target is each user's next item)")
-    test_data = read_table(test, *cols)
+    test_data = read_table(test, *cols, **layout)
     if test_data.timestamp is None:
         raise OptionError("--time-col", f"--task next picks each user's earliest test item by time, but {test} "
-                                        f"has no time column {cols[3]!r}")
+                                        f"has no time column {cols[3] or 'timestamp'!r}")
     ks = tuple(k or (10, 20))
     report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), next item")
     report.rows.append({"model": model.name, **next_item_metrics(model, test_data, ks)})
     if train is not None:
-        train_data = read_table(train, *cols)
+        train_data = read_table(train, *cols, **layout)
         if train_data.timestamp is None:
-            raise OptionError("--train", f"{train} has no time column {cols[3]!r} to order the baselines' histories")
+            raise OptionError("--train", f"{train} has no time column {cols[3] or 'timestamp'!r} to order the "
+                                         "baselines' histories")
         for name in ("transitions", "knn_last"):
             report.rows.append({"model": name, **next_item_metrics(make_model(name).fit(train_data), test_data, ks)})
     out.print(report.to_rich())
+
+
+def _check_overlap(model: Estimator, test_data: Interactions, test: Path, strict: bool) -> None:
+    """Warn (--strict: refuse) when test rows are (user, item) pairs the model was trained on."""
+    n_overlap = training_pairs_in(model, test_data)
+    if not n_overlap:
+        return
+    share = n_overlap / len(test_data)
+    what = (f"{n_overlap:,} of {len(test_data):,} test rows ({share:.1%}) in {test} are (user, item) pairs the "
+            "model was trained on")
+    if strict:
+        raise InputFileError(f"{what} (--strict); hold them out of training, e.g. with `recotorch split`")
+    warn(f"warning: {what}; scores on them are not a fair test (hold them out, e.g. with `recotorch split`; "
+         "--strict makes this an error)")
 
 
 def options(model: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(MODELS))}.")]) -> None:

@@ -1,4 +1,4 @@
-"""Read interaction logs (CSV, TSV, other delimited text, Parquet) into `Interactions`.
+"""Read interaction logs (CSV, TSV, other delimited text, Parquet, JSON Lines) into `Interactions`.
 
 Everything is validated with whole-column Polars expressions; only when something is wrong
 do we go back for the first offending row, and report it as a `DataError` naming the file,
@@ -11,16 +11,30 @@ File names are taken literally: `rat[1].csv` is that file, never a glob pattern.
 is gzip- or zstd-compressed (`.gz`, `.zst`, or any name: the first bytes decide) is
 decompressed into a temporary file first, so errors still name a line.
 
+The format (`format=` "csv", "tsv", "parquet" or "jsonl") is, unless given: Parquet when the
+file starts with Parquet's magic bytes or is named .parquet/.pq; JSON Lines when named
+.jsonl/.ndjson/.json or when its first non-blank character is `{`; otherwise delimited text,
+whose separator comes from the name (.csv, .tsv, .tab) or is sniffed from the first lines (the
+same count of one candidate on every line, tab first). Options that would do nothing are
+refused: `sep`/`has_header` for Parquet or JSON Lines, positions for JSON Lines fields.
+
+Messages name the options as Python keywords (`user=`); callers with other spellings (the
+CLI's `--user-col`) pass `flags={"user": "--user-col", "sep": "--sep", ...}`.
+
 Values: ids must be present (no nulls, no blank strings, no NUL bytes); ratings must be
 finite numbers with |rating| <= `MAX_ABS_RATING` (1e9; anything beyond is a unit or parsing
 mistake, and would lose precision as float32), and inside `rating_range` when given;
 timestamps must be integer seconds or ISO date/times.
 
-Duplicate (user, item) rows: **the latest by timestamp is kept (the last in file order when
-there is no timestamp, or on a tie)**. The number dropped is logged at WARNING on the
-"recotorch" logger and kept in `Interactions.meta["duplicates_dropped"]`. Empty lines are
-skipped, logged and counted in `meta["blank_lines_skipped"]`. Nothing else is dropped:
-`meta["rows_read"]` (data records in the file) == len(result) + blank lines + duplicates.
+Duplicate (user, item) rows are **aggregated** into one pair by the one policy of every
+constructor (`recotorch.data.aggregate`): the pair's row count, the sum of its values and its
+latest time are kept, and its `rating` is the latest value (largest timestamp; the last in file
+order when there is no timestamp, or on a tie). One line at INFO on the "recotorch" logger
+says how many rows were merged; `meta` holds `rows_in`, `pairs_out` and
+`duplicates_aggregated`. `duplicates="keep"` keeps every row (to split a log in time first).
+Empty lines are skipped, logged and counted in `meta["blank_lines_skipped"]`. Nothing else is
+dropped: `meta["rows_read"]` (data records in the file) == len(result) + blank lines +
+duplicates aggregated.
 """
 
 from __future__ import annotations
@@ -29,10 +43,11 @@ import codecs
 import csv
 import difflib
 import io
+import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,7 +63,7 @@ from recotorch.data.errors import (
     first_undecodable,
     record_line,
 )
-from recotorch.data.interactions import Interactions
+from recotorch.data.interactions import Duplicates, Interactions
 from recotorch.errors import OptionError
 
 log = logging.getLogger("recotorch")
@@ -56,6 +71,11 @@ log = logging.getLogger("recotorch")
 MAX_ABS_RATING = 1e9  # larger |rating| values are refused as absurd
 _SEP_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 _PARQUET = {".parquet", ".pq"}
+FORMATS = ("csv", "tsv", "parquet", "jsonl")
+_SEP_BY_FORMAT = {"csv": ",", "tsv": "\t"}
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_JSONL_SAMPLE = 1000  # records whose keys name a JSON Lines file's fields
 _COMPRESSED_SUFFIXES = {".gz", ".gzip", ".zst", ".zstd"}
 _COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _FOREIGN_MAGIC = {b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
@@ -74,8 +94,13 @@ class _Source:
 
     path: Path
     file: Path  # `path`, or a decompressed copy of it
-    parquet: bool
+    kind: str  # "text", "parquet" or "jsonl"
     suffix: str  # the format suffix, compression suffix removed: "data.tsv.gz" -> ".tsv"
+    format: str | None = None  # as given by the caller (one of FORMATS), else None
+
+    @property
+    def parquet(self) -> bool:
+        return self.kind == "parquet"
 
 
 @dataclass
@@ -89,6 +114,7 @@ class _Table:
     text: bool
     has_header: bool
     blank: list[int]  # record indices of empty lines
+    skipped: int = 0  # empty lines the reader itself skipped (JSON Lines)
 
 
 def read_interactions(
@@ -102,17 +128,23 @@ def read_interactions(
     has_header: bool = True,
     rating_range: tuple[float, float] | None = None,
     encoding: str = "utf8",
+    format: str | None = None,
+    flags: Mapping[str, str] | None = None,
+    duplicates: Duplicates = "aggregate",
 ) -> Interactions:
-    """Read a CSV/TSV/delimited-text or Parquet file of interactions (text may be .gz/.zst).
+    """Read a CSV/TSV/delimited-text, Parquet or JSON Lines file of interactions (text may be .gz/.zst).
 
-    Columns are named by header name or 0-based position. Without a header, named columns
-    are taken in the order user, item, rating, timestamp (skipping those set to None).
+    Columns are named by header name or 0-based position (JSON Lines: by field name). Without
+    a header, named columns are taken in the order user, item, rating, timestamp (skipping
+    those set to None). `format` ("csv", "tsv", "parquet", "jsonl") overrides the detection
+    described in the module docstring; `flags` renames options in messages (see there).
     `rating`/`timestamp` = None reads implicit data. `sep` comes from the extension (.csv, .tsv)
     or is sniffed; it may be several characters ("::"). Ids that all look like integers
     (no leading zeros; judged on the first 1,000 rows, then on the whole column when a later
     value is not one) are kept as Int64, any others as strings. Timestamps may be integer
     epoch seconds or ISO date/times (converted to epoch seconds, UTC when no offset is given).
     Non-UTF-8 files (`encoding="latin1"`, ...) are transcoded in memory.
+    Repeated (user, item) rows are aggregated (module docstring); `duplicates="keep"` keeps them.
     Raises `DataError` (naming file, line and column) for anything it cannot use.
 
     >>> data = read_interactions("ratings.csv", user="userId", item="movieId")  # doctest: +SKIP
@@ -122,67 +154,90 @@ def read_interactions(
     wanted = {role: col for role, col in roles.items() if col is not None}
     checks = {"user": _check_ids, "item": _check_ids,
               "rating": lambda s: _check_rating(s, rating_range), "timestamp": _check_timestamp}
-    with _open_source(path) as src:
-        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
+    with _open_source(path, format, flags) as src:
+        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding, flags=flags)
         frame, blank = _validate(table, {role: checks[role] for role in wanted})
-    rows_read = table.frame.height
-    frame, dropped = drop_duplicates(frame)
-    if dropped:
-        log.warning("%s: dropped %d duplicate (user, item) rows, keeping the latest by "
-                    "timestamp (last in file order on ties)", path.name, dropped)
+    rows_read = table.frame.height + table.skipped
+    if duplicates not in ("aggregate", "keep"):
+        raise OptionError("duplicates", f"must be 'aggregate' or 'keep', got {duplicates!r}")
     inter = Interactions.from_frame(
         frame, rating="rating" if "rating" in frame.columns else None,
-        timestamp="timestamp" if "timestamp" in frame.columns else None, source=str(path))
-    meta = {"origin": f"file {path}", "path": str(path), "rows_read": rows_read,
-            "duplicates_dropped": dropped, "blank_lines_skipped": blank}
+        timestamp="timestamp" if "timestamp" in frame.columns else None, source=str(path),
+        duplicates="keep")
+    if duplicates == "aggregate":  # the one policy (recotorch.data.aggregate), the value named as in the file
+        inter = inter.aggregated(value_name=str(table.names.get("rating", "rating")))
+    meta = {**inter.meta, "origin": f"file {path}", "path": str(path), "rows_read": rows_read,
+            "blank_lines_skipped": blank}
     return replace(inter, meta=meta)
 
 
 def file_columns(path: str | Path, *, sep: str | None = None, has_header: bool = True,
-                 encoding: str = "utf8") -> list[str]:
-    """Column names of a CSV/TSV/delimited-text (.gz/.zst too) or Parquet file; reads no rows.
+                 encoding: str = "utf8", format: str | None = None,
+                 flags: Mapping[str, str] | None = None) -> list[str]:
+    """Column names of a CSV/TSV/delimited-text (.gz/.zst too), Parquet or JSON Lines file; reads no rows.
 
-    Without a header the names are "column 1", "column 2", ... Raises `DataError`.
+    Without a header the names are "column 1", "column 2", ...; JSON Lines fields are the keys
+    of the first 1,000 records, in order of appearance. Raises `DataError`.
     """
     path = Path(path)
-    with _open_source(path) as src:
+    with _open_source(path, format, flags) as src:
+        _check_layout(src, sep, has_header, flags)
         if src.parquet:
             return list(_parquet_schema(src))
+        if src.kind == "jsonl":
+            return _jsonl_fields(src)
         head = _text_head(src, encoding)
-        return _header(src, head, sep, has_header)[0]
+        return _header(src, head, sep, has_header, flags)[0]
 
 
-def read_columns(path: str | Path, columns: Sequence[str | int], *, sep: str | None = None,
-                 has_header: bool = True, encoding: str = "utf8") -> pl.DataFrame:
+def file_layout(path: str | Path, *, sep: str | None = None, format: str | None = None,
+                encoding: str = "utf8", flags: Mapping[str, str] | None = None) -> tuple[str, str | None]:
+    """(format, separator) a file is read with: format "parquet", "jsonl" (separator None), "csv",
+    "tsv", or "text" for delimited text whose name does not tell the separator (then sniffed, or `sep`)."""
+    path = Path(path)
+    with _open_source(path, format, flags) as src:
+        if src.kind != "text":
+            return src.kind, None
+        kind = src.format or _FORMAT_BY_SUFFIX.get(src.suffix, "text")
+        return kind, _header(src, _text_head(src, encoding), sep, True, flags)[1]
+
+
+def read_columns(path: str | Path, columns: Sequence[str | int] | Mapping[str, str | int], *,
+                 sep: str | None = None, has_header: bool = True, encoding: str = "utf8",
+                 format: str | None = None, flags: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Id columns (users of a pairs or users file) as a DataFrame named as in the file.
 
     Each column is checked like the ids of `read_interactions`: no missing or blank values,
     no NUL bytes; Int64 when every value looks like an integer, else stripped strings. Rows
     stay in file order (no de-duplication); empty lines are skipped and logged. Raises
-    `DataError` naming file, line and column.
+    `DataError` naming file, line and column. With a mapping {role: column} the frame's
+    columns are named by role (and `flags` may name the option of each role).
     """
     path = Path(path)
     if not columns:
         raise OptionError("columns", "name at least one column")
-    if len(set(columns)) != len(columns):
-        raise OptionError("columns", f"a column is named twice: {list(columns)}")
-    wanted = {f"c{k}": col for k, col in enumerate(columns)}
-    with _open_source(path) as src:
-        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
+    given = list(columns.values()) if isinstance(columns, Mapping) else list(columns)
+    if len(set(given)) != len(given):
+        raise OptionError("columns", f"a column is named twice: {given}")
+    wanted = dict(columns) if isinstance(columns, Mapping) else {f"c{k}": col for k, col in enumerate(columns)}
+    with _open_source(path, format, flags) as src:
+        table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding, flags=flags)
         frame, _ = _validate(table, {role: _check_ids for role in wanted})
-    frame.columns = [table.names[role] for role in wanted]
+    frame.columns = list(wanted) if isinstance(columns, Mapping) else [table.names[role] for role in wanted]
     return frame
 
 
 # ---- opening: existence, type, compression -------------------------------------------------
 @contextmanager
-def _open_source(path: Path) -> Iterator[_Source]:
-    """Check that `path` is a readable, non-empty file; decompress it when gzip/zstd."""
+def _open_source(path: Path, fmt: str | None = None, flags: Mapping[str, str] | None = None) -> Iterator[_Source]:
+    """Check that `path` is a readable, non-empty file; decompress it when gzip/zstd; tell its kind."""
+    if fmt is not None and fmt not in FORMATS:
+        raise OptionError(_flag(flags, "format"), f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
     magic = _first_bytes(path)
     suffix = _format_suffix(path)
     codec = next((name for m, name in _COMPRESSION_MAGIC.items() if magic.startswith(m)), None)
     if codec is None:
-        yield _Source(path, path, _is_parquet(path, magic, suffix), suffix)
+        yield _Source(path, path, _kind(path, path, magic, suffix, fmt, flags), suffix, fmt)
         return
     with tempfile.TemporaryDirectory(prefix="recotorch-read-") as tmp:
         plain = Path(tmp) / "decompressed"
@@ -191,7 +246,49 @@ def _open_source(path: Path) -> Iterator[_Source]:
             raise DataError(path, f"the file is empty (after {codec} decompression)")
         with plain.open("rb") as f:
             inner = f.read(8)
-        yield _Source(path, plain, _is_parquet(path, inner, suffix), suffix)
+        yield _Source(path, plain, _kind(path, plain, inner, suffix, fmt, flags), suffix, fmt)
+
+
+def _kind(path: Path, file: Path, magic: bytes, suffix: str, fmt: str | None,
+          flags: Mapping[str, str] | None) -> str:
+    """"parquet", "jsonl" or "text": the format given, checked against the content, else detected."""
+    is_parquet = _is_parquet(path, magic, suffix if fmt is None else "")
+    if fmt is not None:
+        if magic.startswith(b"PAR1") and fmt != "parquet":
+            raise DataError(path, f"is a Parquet file, not {fmt} ({_flag(flags, 'format')} {fmt} was given)")
+        if fmt == "parquet" and not is_parquet:
+            raise DataError(path, f"is not a Parquet file (no Parquet magic bytes), but "
+                                  f"{_flag(flags, 'format')} parquet was given")
+        return "text" if fmt in _SEP_BY_FORMAT else fmt
+    if is_parquet:
+        return "parquet"
+    if _FORMAT_BY_SUFFIX.get(suffix) == "jsonl":
+        return "jsonl"
+    if suffix not in _SEP_BY_SUFFIX and _first_text(file).startswith(b"{"):
+        return "jsonl"  # a record per line, each a JSON object
+    return "text"
+
+
+def _first_text(file: Path) -> bytes:
+    """The start of a text file from its first non-blank character (a UTF-8 BOM skipped)."""
+    with file.open("rb") as f:
+        return f.read(1 << 12).removeprefix(b"\xef\xbb\xbf").lstrip()
+
+
+def _flag(flags: Mapping[str, str] | None, name: str) -> str:
+    """How messages name option `name`: the caller's spelling (a CLI flag) or the Python keyword."""
+    return (flags or {}).get(name, name)
+
+
+def _check_layout(src: _Source, sep: str | None, has_header: bool, flags: Mapping[str, str] | None) -> None:
+    """`sep` and `has_header` are for delimited text: refused, not ignored, for Parquet and JSON Lines."""
+    if src.kind == "text":
+        return
+    what = "Parquet" if src.parquet else "JSON Lines"
+    if sep is not None:
+        raise OptionError(_flag(flags, "sep"), f"{src.path} is {what}, which has no field separator")
+    if not has_header:
+        raise OptionError(_flag(flags, "has_header"), f"{src.path} is {what}, whose columns are always named")
 
 
 def _first_bytes(path: Path) -> bytes:
@@ -244,10 +341,14 @@ def _decompress(path: Path, out: Path, codec: str) -> None:
         raise DataError(path, f"the {codec} data is truncated or corrupt ({str(exc).splitlines()[0]})") from None
 
 
-def _load(src: _Source, wanted: dict, *, sep: str | None, has_header: bool, encoding: str) -> _Table:
+def _load(src: _Source, wanted: dict, *, sep: str | None, has_header: bool, encoding: str,
+          flags: Mapping[str, str] | None = None) -> _Table:
+    _check_layout(src, sep, has_header, flags)
     if src.parquet:
-        return _read_parquet(src, wanted)
-    return _read_text(src, wanted, sep=sep, has_header=has_header, encoding=encoding)
+        return _read_parquet(src, wanted, flags)
+    if src.kind == "jsonl":
+        return _read_jsonl(src, wanted, flags)
+    return _read_text(src, wanted, sep=sep, has_header=has_header, encoding=encoding, flags=flags)
 
 
 def write_interactions(interactions: Interactions, path: str | Path) -> Path:
@@ -270,39 +371,6 @@ def write_interactions(interactions: Interactions, path: str | Path) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
-
-
-def drop_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Keep one row per (user, item): the latest by timestamp, the last in order on ties.
-
-    One sort of a 64-bit pair key finds the repeated pairs; only their rows are ranked.
-    """
-    key = frame.select(_pair_key(frame).alias("k"))["k"]
-    ordered = key.sort()
-    repeated = ordered.filter(ordered == ordered.shift(1))
-    if repeated.is_empty():
-        return frame, 0
-    order = ["timestamp", "_ord"] if "timestamp" in frame.columns else ["_ord"]
-    suspects = frame.with_row_index("_ord").filter(key.is_in(repeated.implode()))
-    kept = suspects.sort(order).unique(subset=["user", "item"], keep="last")["_ord"]
-    dropped = suspects["_ord"].filter(~suspects["_ord"].is_in(kept.implode()))
-    if dropped.is_empty():  # only hash collisions
-        return frame, 0
-    keep = np.ones(frame.height, dtype=bool)
-    keep[dropped.to_numpy()] = False
-    return frame.filter(pl.Series(keep)), len(dropped)
-
-
-def _pair_key(frame: pl.DataFrame) -> pl.Expr:
-    """One cheap key per (user, item): exact for integer ids, a hash otherwise."""
-    if frame["user"].dtype == pl.Int64 and frame["item"].dtype == pl.Int64:
-        lo_u, hi_u, lo_i, hi_i = frame.select(
-            pl.col("user").min().alias("a"), pl.col("user").max().alias("b"),
-            pl.col("item").min().alias("c"), pl.col("item").max().alias("d")).row(0)
-        span_u, span_i = hi_u - lo_u + 1, hi_i - lo_i + 1
-        if span_u * span_i < 2**62:
-            return (pl.col("user") - lo_u) * span_i + (pl.col("item") - lo_i)
-    return pl.struct("user", "item").hash()  # a collision only sends us down the exact path
 
 
 # ---- text ----------------------------------------------------------------------------------
@@ -329,12 +397,13 @@ def _text_head(src: _Source, encoding: str) -> tuple[str, str, int]:
 
 
 def _header(src: _Source, head_info: tuple[str, str, int], sep: str | None,
-            has_header: bool) -> tuple[list[str], str, int]:
+            has_header: bool, flags: Mapping[str, str] | None = None) -> tuple[list[str], str, int]:
     """(column names, separator, number of fields) from the first record."""
     _, head, lead = head_info
     if sep is not None and (sep == "" or any(c in sep for c in '\r\n"')):
-        raise OptionError("sep", f"cannot separate fields with {sep!r}")
-    sep = sep or _SEP_BY_SUFFIX.get(src.suffix) or _sniff(src.path, head)
+        raise OptionError(_flag(flags, "sep"), f"cannot separate fields with {sep!r}")
+    by_name = _SEP_BY_FORMAT.get(src.format or "") or (None if src.format else _SEP_BY_SUFFIX.get(src.suffix))
+    sep = sep or by_name or _sniff(src.path, head, flags)
     rest = "\n".join(head.split("\n")[lead:])
     if len(sep) == 1:
         try:
@@ -348,13 +417,13 @@ def _header(src: _Source, head_info: tuple[str, str, int], sep: str | None,
 
 
 def _read_text(src: _Source, wanted: dict, *, sep: str | None, has_header: bool,
-               encoding: str) -> _Table:
+               encoding: str, flags: Mapping[str, str] | None = None) -> _Table:
     path, file = src.path, src.file
     head_info = _text_head(src, encoding)
     codec, lead = head_info[0], head_info[2]
-    fields, sep, n_fields = _header(src, head_info, sep, has_header)
+    fields, sep, n_fields = _header(src, head_info, sep, has_header, flags)
     header = fields if has_header else None
-    positions = _positions(path, wanted, header, n_fields)
+    positions = _positions(path, wanted, header, n_fields, flags)
     names = {role: header[pos] if header else (wanted[role] if isinstance(wanted[role], str)
                                                else f"column {pos + 1}")
              for role, pos in positions.items()}
@@ -421,12 +490,13 @@ def _sample_dtype(role: str, s: pl.Series) -> pl.DataType:
     return target if s.cast(target, strict=False).null_count() == 0 else pl.String
 
 
-def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int) -> dict:
+def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int,
+               flags: Mapping[str, str] | None = None) -> dict:
     """0-based field position of each role."""
     out: dict[str, int] = {}
     for k, (role, col) in enumerate(wanted.items()):
         if isinstance(col, bool) or not isinstance(col, (int, str)):
-            raise OptionError(role, f"a column is a name or a 0-based position, not {col!r}")
+            raise OptionError(_flag(flags, role), f"a column is a name or a 0-based position, not {col!r}")
         if isinstance(col, int):
             pos = col
         elif header is None:
@@ -434,7 +504,7 @@ def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int
         elif col in header:
             pos = header.index(col)
         else:
-            raise DataError(path, _no_column(role, col, header), line=1, column=col)
+            raise DataError(path, _no_column(role, col, header, flags), line=1, column=col)
         if not 0 <= pos < n_fields:
             what = "the header has" if header else "the first line has"
             label = role if role in _ROLE_NAMES else "the column"
@@ -442,28 +512,38 @@ def _positions(path: Path, wanted: dict, header: list[str] | None, n_fields: int
                             line=1, column=col if isinstance(col, str) else None)
         if pos in out.values():
             other = next(r for r, p in out.items() if p == pos)
-            raise OptionError(role, f"reads the same column ({col!r}) as {other}")
+            raise OptionError(_flag(flags, role), f"reads the same column ({col!r}) as {_flag(flags, other)}")
         out[role] = pos
     return out
 
 
-def _no_column(role: str, col: str, header: Sequence[str]) -> str:
+def _no_column(role: str, col: str, header: Sequence[str], flags: Mapping[str, str] | None = None,
+               what: str = "column") -> str:
     """'no column ...' with the closest existing name and, for optional roles, how to do without."""
     by_case = [h for h in header if h.strip().lower() == col.strip().lower()]
     close = by_case or difflib.get_close_matches(col, list(header), n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
     if len(header) == 1 and any(c in header[0] for c in ",;\t|:"):
-        hint = "the header reads as one field: is the separator right (sep=...)? "
+        sep = _flag(flags, "sep")
+        hint = f"the header reads as one field: is the separator right ({sep}{' ' if sep[:2] == '--' else '='}...)? "
+    if header and what == "column" and all(h.strip().lstrip("-").replace(".", "", 1).isdigit() for h in header):
+        no_header = _flag(flags, "has_header")
+        hint = (f"the first line looks like data, not a header: pass "
+                f"{no_header if no_header.startswith('--') else no_header + '=False'}; ")
     shown = ", ".join(map(repr, header[:30])) + (", ..." if len(header) > 30 else "")
-    if role in _ROLE_NAMES:
+    option = _flag(flags, role)
+    if option.startswith("--"):  # a command-line flag
+        none = f", or {option} '' if there is none" if role in ("rating", "timestamp") else ""
+        hint += f"choose it with {option} NAME{none}"
+    elif role in _ROLE_NAMES:
         none = f", or {role}=None if there is none" if role in ("rating", "timestamp") else ""
         hint += f"pass {role}=<column name>{none}"
     else:
         hint = hint.rstrip()
-    return f"no column {col!r} (the columns are {shown}){'; ' + hint if hint else ''}"
+    return f"no {what} {col!r} (the {what}s are {shown}){'; ' + hint if hint else ''}"
 
 
-def _sniff(path: Path, head: str) -> str:
+def _sniff(path: Path, head: str, flags: Mapping[str, str] | None = None) -> str:
     lines = [ln.rstrip("\r") for ln in head.split("\n") if ln.strip()]
     if len(head) >= 1 << 16:
         lines = lines[:-1] or lines  # the last line may be cut short
@@ -474,7 +554,9 @@ def _sniff(path: Path, head: str) -> str:
     for cand, seen in counts.items():
         if min(seen) > 0:
             return cand
-    raise DataError(path, "cannot tell the field separator; pass sep=...", line=1)
+    option = _flag(flags, "sep")
+    raise DataError(path, f"cannot tell the field separator; {'give' if option.startswith('--') else 'pass'} "
+                          f"{option}{' SEP' if option.startswith('--') else '=...'}", line=1)
 
 
 def _read_multichar(path: Path, source: str | bytes, sep: str, has_header: bool,
@@ -523,9 +605,9 @@ def _parquet_schema(src: _Source) -> pl.Schema:
         raise DataError(src.path, f"not a readable Parquet file ({_first_line(exc)})") from None
 
 
-def _read_parquet(src: _Source, wanted: dict) -> _Table:
+def _read_parquet(src: _Source, wanted: dict, flags: Mapping[str, str] | None = None) -> _Table:
     schema = list(_parquet_schema(src))
-    positions = _positions(src.path, wanted, schema, len(schema))
+    positions = _positions(src.path, wanted, schema, len(schema), flags)
     names = {role: schema[pos] for role, pos in positions.items()}
     try:
         frame = pl.read_parquet(src.file, columns=list(names.values()), glob=False)
@@ -534,6 +616,91 @@ def _read_parquet(src: _Source, wanted: dict) -> _Table:
     frame.columns = list(names)
     return _Table(src.path, frame, names, lambda rec: (None, rec + 1), text=False, has_header=False,
                   blank=[])
+
+
+# ---- JSON Lines ----------------------------------------------------------------------------
+def _jsonl_records(file: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line, text) of each non-blank line."""
+    with file.open("rb") as f:  # lines end at b"\n" only, as for Polars
+        for line_no, raw in enumerate(f, 1):
+            if raw.strip():
+                yield line_no, raw.decode("utf-8", errors="replace")
+
+
+def _jsonl_problem(line: str) -> str | None:
+    """Why one line is not a JSON object (None if it is one)."""
+    def finite(text: str) -> float:
+        value = float(text)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"number {text} is out of range")
+        return value
+
+    try:
+        record = json.loads(line, parse_float=finite, parse_constant=lambda c: finite("nan"))
+    except ValueError as exc:
+        return f"not valid JSON ({str(exc).split(': line')[0]})"
+    if not isinstance(record, dict):
+        return f"expected a JSON object per line (JSON Lines), got a JSON {type(record).__name__}"
+    return None
+
+
+def _jsonl_fields(src: _Source) -> list[str]:
+    """Keys of the first `_JSONL_SAMPLE` records in order of appearance; a bad line among them is refused."""
+    if _first_text(src.file).startswith(b"["):
+        raise DataError(src.path, "is one JSON array, not JSON Lines (one JSON object per line); convert it, "
+                                  "e.g. jq -c '.[]' FILE > FILE.jsonl")
+    fields: dict[str, None] = {}
+    for n, (line_no, line) in enumerate(_jsonl_records(src.file)):
+        if n == _JSONL_SAMPLE:
+            break
+        if problem := _jsonl_problem(line):
+            raise DataError(src.path, problem, line=line_no)
+        fields.update(dict.fromkeys(json.loads(line)))
+    if not fields:
+        raise DataError(src.path, "the file holds only blank lines")
+    return list(fields)
+
+
+def _read_jsonl(src: _Source, wanted: dict, flags: Mapping[str, str] | None = None) -> _Table:
+    """JSON Lines: the wanted fields read as text (then typed by validation, as CSV values are)."""
+    fields = _jsonl_fields(src)
+    for role, col in wanted.items():
+        if isinstance(col, bool) or not isinstance(col, str):
+            raise OptionError(_flag(flags, role), f"JSON Lines fields are named, not numbered: give a field name "
+                                                  f"(the fields are {', '.join(map(repr, fields[:30]))})")
+        if col not in fields:
+            raise DataError(src.path, _no_column(role, col, fields, flags, what="field"), column=col)
+    _positions(src.path, wanted, fields, len(fields), flags)  # the same field twice is refused there
+    try:
+        frame = pl.read_ndjson(src.file, schema={col: pl.String for col in dict.fromkeys(wanted.values())})
+    except (pl.exceptions.PolarsError, _PANIC) as exc:
+        for line_no, line in _jsonl_records(src.file):
+            if problem := _jsonl_problem(line):
+                raise DataError(src.path, problem, line=line_no) from None
+        raise DataError(src.path, f"cannot be read as JSON Lines: {_first_line(exc)}") from None
+    frame = frame.select(pl.col(col).alias(role) for role, col in wanted.items())
+    skipped = _count_lines(src.file) - frame.height
+
+    def locate(rec: int) -> tuple[int | None, int | None]:
+        for n, (line_no, _) in enumerate(_jsonl_records(src.file)):
+            if n == rec:
+                return line_no, None
+        return None, rec + 1
+
+    if skipped:
+        log.warning("%s: skipped %d blank line(s)", src.path.name, skipped)
+    return _Table(src.path, frame, dict(wanted), locate, text=True, has_header=False, blank=[],
+                  skipped=max(skipped, 0))
+
+
+def _count_lines(file: Path) -> int:
+    """Lines in a text file (a last line without a newline counts)."""
+    count, last = 0, b"\n"
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -574,7 +741,7 @@ def _validate(t: _Table, checks: dict[str, Check]) -> tuple[pl.DataFrame, int]:
     if "timestamp" in cleaned and (cleaned["timestamp"].max() or 0) > 10**11:
         log.warning("%s: timestamps look like milliseconds; recotorch expects seconds",
                     t.path.name)
-    return pl.DataFrame(cleaned), blank
+    return pl.DataFrame(cleaned), blank + t.skipped
 
 
 def _first(mask: pl.Series) -> int | None:
