@@ -256,6 +256,11 @@ def _resume_without_checkpoint(d: Path, s: dict[str, Path]) -> list[str]:
     return ["fit", "train.csv", "--out", "model", "--model", "mf", "--resume"]
 
 
+def _sep_on_parquet(d: Path, s: dict[str, Path]) -> list[str]:
+    pl.read_csv(s["train"]).write_parquet(d / "log.parquet")
+    return ["fit", "log.parquet", "--sep", ",", "--out", "model"]
+
+
 GOOD = ratings_text()
 SAME_TIME = HEADER + "".join(f"{u},{i},{1 + (u + i) % 5},5\n" for u in range(1, 9) for i in range(1, 6))
 NO_TIME = ratings_text(timestamps=False)
@@ -372,6 +377,39 @@ CASES = [
         "quickstart", "--out", str(_write(d, "run/report.md", "my report\n").parent)]), ("report.md", "--overwrite")),
     Case("quickstart --out a file", custom(lambda d, s: [
         "quickstart", "--out", str(_write(d, "run.txt", "mine\n"))]), ("run.txt",)),
+    # reading options (--sep, --no-header, --format) and what they read
+    Case("--no-header with a column name", fit_opts("--no-header", "--user-col", "user"), ("--user-col",)),
+    Case("--no-header without --user-col", fit_opts("--no-header"), ("--user-col", "position")),
+    Case("--format xls", fit_opts("--format", "xls"), ("--format", "xls")),
+    Case("--format parquet on a CSV", fit_opts("--format", "parquet"), ("train.csv", "--format")),
+    Case("--sep on Parquet", custom(_sep_on_parquet), ("--sep", "log.parquet")),
+    Case("--no-header on JSON Lines", fit_file("log.jsonl", '{"user": 1, "item": 2}\n', "--no-header"),
+         ("--no-header", "log.jsonl")),
+    Case("JSON Lines bad line", fit_file("log.jsonl", '{"user": 1, "item": 2}\n{"user": 1, "item"\n'),
+         ("log.jsonl", "line 2")),
+    Case("JSON array, not JSON Lines", fit_file("log.json", '[{"user": 1, "item": 2}]\n'), ("log.json", "JSON")),
+    Case("JSON Lines field by position", fit_file("log.jsonl", '{"user": 1, "item": 2}\n', "--user-col", "0"),
+         ("--user-col",)),
+    Case("missing column: closest name and flag", fit_opts("--user-col", "usr"), ("--user-col", "did you mean 'user'")),
+    Case("missing --rating-col", fit_opts("--rating-col", "stars"), ("--rating-col", "stars")),
+    Case("headerless file read with a header", fit_file("u.data", "1\t2\t3\t4\n5\t6\t7\t8\n"),
+         ("u.data", "--no-header")),
+    Case("predict --input-format bogus", with_model("predict", "p.csv", "--out", "o.csv", "--input-format", "x",
+                                                    files={"p.csv": "user,item\n1,1\n"}), ("--input-format",)),
+    Case("predict --no-header, named column", with_model("predict", "p.tsv", "--out", "o.csv", "--no-header",
+                                                          "--user-col", "user", files={"p.tsv": "1\t1\n"}),
+         ("--user-col",)),
+    Case("recommend --user-col without --users", with_model("recommend", "--user-col", "u", "--out", "r.csv"),
+         ("--user-col", "--users")),
+    Case("recommend --users, missing column", with_model("recommend", "--users", "u.csv", "--out", "r.csv",
+                                                          files={"u.csv": "customer\n1\n"}), ("u.csv", "--user-col")),
+    Case("evaluate --strict on training rows", custom(lambda d, s: [
+        "evaluate", str(s["model"]), str(_write(d, "t.csv", s["train"].read_text())), "--strict"]),
+        ("t.csv", "--strict", "trained on")),
+    Case("evaluate --strict with --task next", with_model("evaluate", "t.csv", "--task", "next", "--strict",
+                                                          files={"t.csv": GOOD}), ("--strict",)),
+    Case("split --sep on JSON Lines", custom(lambda d, s: [
+        "split", str(_write(d, "log.jsonl", '{"user": 1, "item": 2}\n')), "--sep", ",", "--out", "s"]), ("--sep",)),
     # model directories
     Case("model dir missing", custom(_model_missing), ("no_such_model",)),
     Case("model dir not a model", custom(_model_not_a_model), ("folder",)),
