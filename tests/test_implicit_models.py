@@ -212,29 +212,33 @@ def _pairs(data: Interactions) -> dict[tuple[int, str], float]:
 
 
 def test_to_implicit_binarises_at_threshold():
-    out = to_implicit(_ratings(), threshold=4)
-    assert _pairs(out) == {(1, "a"): 1.0, (2, "a"): 1.0, (3, "b"): 1.0}
+    out = to_implicit(_ratings(), threshold=4, weights="binary")
+    # (2, "a") was rated 4 then 3: the latest rating (3) decides, as for rating models
+    assert _pairs(out) == {(1, "a"): 1.0, (3, "b"): 1.0}
     assert out.users == _ratings().users and out.items == _ratings().items  # vocabularies kept
-    assert out.meta["implicit"] == {"threshold": 4, "weights": "binary", "rows_in": 6, "rows_kept": 3, "pairs": 3}
+    assert out.meta["implicit"] == {"threshold": 4, "weights": "binary", "rows_in": 6, "pairs": 5, "pairs_kept": 2}
 
 
-def test_to_implicit_merges_duplicates_into_counts_or_sums():
+def test_to_implicit_weights_from_counts_or_sums():
     data = _ratings()
     assert _pairs(to_implicit(data, weights="count"))[(2, "a")] == 2.0
-    assert _pairs(to_implicit(data, weights="value"))[(2, "a")] == 7.0
-    binary = to_implicit(data)
+    assert _pairs(to_implicit(data, weights="sum"))[(2, "a")] == 7.0
+    assert _pairs(to_implicit(data, weights="log1p"))[(2, "a")] == pytest.approx(np.log1p(7.0))
+    binary = to_implicit(data, weights="binary")
     assert len(binary) == 5 and set(binary.rating.tolist()) == {1.0}
     ts = dict(zip(zip(binary.to_frame()["user"], binary.to_frame()["item"], strict=True),
                   binary.timestamp.tolist(), strict=True))
     assert ts[(2, "a")] == 30  # the latest timestamp of the merged rows
-    assert binary.to_frame()["item"].to_list() == ["a", "b", "a", "c", "b"]  # order of first appearance
+    assert binary.to_frame()["item"].to_list() == ["a", "b", "a", "c", "b"]  # at each pair's latest row
 
 
 def test_to_implicit_needs_ratings_to_threshold():
     from dataclasses import replace
 
     with pytest.raises(ValueError, match="no ratings"):
-        to_implicit(replace(_ratings(), rating=None), threshold=4)
+        to_implicit(replace(_ratings(), rating=None, value_sum=None), threshold=4)
     with pytest.raises(ValueError, match="weights"):
         to_implicit(_ratings(), weights="log")  # type: ignore[arg-type]
-    assert len(to_implicit(replace(_ratings(), rating=None))) == 5
+    assert to_implicit(replace(_ratings(), rating=None, value_sum=None), weights="sum").rating.tolist() == [
+        1.0, 1.0, 1.0, 2.0, 1.0]  # without values each row counts 1
+    assert len(to_implicit(replace(_ratings(), rating=None, value_sum=None))) == 5

@@ -42,7 +42,7 @@ def test_csv_with_all_columns(tmp_path):
     data = read_interactions(write(tmp_path, "r.csv", HEADER + "1,10,4.5,100\n2,11,3,200\n"))
     assert rows(data) == [(1, 10, 4.5, 100), (2, 11, 3.0, 200)]
     assert data.users.ids.dtype == pl.Int64 and data.items.ids.dtype == pl.Int64
-    assert data.meta["duplicates_dropped"] == 0 and data.meta["origin"].startswith("file ")
+    assert data.meta["duplicates_aggregated"] == 0 and data.meta["origin"].startswith("file ")
 
 
 def test_string_ids_stay_strings_and_leading_zeros_are_kept(tmp_path):
@@ -127,23 +127,31 @@ def test_real_u_data(ml100k_dir):
 
 
 # ---- duplicates ----------------------------------------------------------------------------
-def test_duplicates_keep_the_latest_by_timestamp(tmp_path, caplog):
+def test_duplicates_are_aggregated_keeping_the_latest_rating(tmp_path, caplog):
     path = write(tmp_path, "r.csv", HEADER + "2,2,2,500\n1,2,5,300\n1,3,1,10\n1,2,4,100\n1,2,3,300\n"
                  "2,2,9,5\n")
-    with caplog.at_level(logging.WARNING, logger="recotorch"):
+    with caplog.at_level(logging.INFO, logger="recotorch"):
         data = read_interactions(path)
     # (2,2): the later line is older, so the first stays; (1,2) at t=300 twice: the tie goes to
-    # the later line; the kept rows stay in file order
+    # the later line; each pair sits at its latest row, in file order
     assert rows(data) == [(2, 2, 2.0, 500), (1, 3, 1.0, 10), (1, 2, 3.0, 300)]
-    assert data.meta["duplicates_dropped"] == 3
-    assert "dropped 3 duplicate" in caplog.text and "r.csv" in caplog.text
+    assert data.count.tolist() == [2, 1, 3] and data.value_sum.tolist() == [11.0, 1.0, 12.0]
+    assert (data.meta["rows_in"], data.meta["pairs_out"], data.meta["duplicates_aggregated"]) == (6, 3, 3)
+    assert "3 repeat rows aggregated" in caplog.text and "r.csv" in caplog.text
+    assert len(caplog.records) == 1  # said once
 
 
 def test_duplicates_without_timestamps_keep_the_last_line(tmp_path):
     path = write(tmp_path, "r.csv", "user,item,rating\na,x,1\nb,x,2\na,x,3\n")
     data = read_interactions(path, timestamp=None)
     assert rows(data) == [("b", "x", 2.0), ("a", "x", 3.0)]
-    assert data.meta["duplicates_dropped"] == 1
+    assert data.count.tolist() == [1, 2] and data.meta["duplicates_aggregated"] == 1
+
+
+def test_duplicates_can_be_kept_as_rows(tmp_path):
+    path = write(tmp_path, "r.csv", "user,item,rating\na,x,1\nb,x,2\na,x,3\n")
+    data = read_interactions(path, timestamp=None, duplicates="keep")
+    assert len(data) == 3 and data.count is None and data.meta["duplicates"] == "kept"
 
 
 # ---- every validation error names file, line and column -----------------------------------
@@ -453,7 +461,7 @@ def test_leading_blank_lines_keep_line_numbers_right(tmp_path):
 def test_every_row_is_accounted_for(tmp_path):
     data = read_interactions(write(tmp_path, "r.csv", HEADER + "1,2,3,4\n\n1,2,4,5\n3,4,5,6\n\n"))
     assert data.meta["rows_read"] == 5
-    assert (len(data), data.meta["blank_lines_skipped"], data.meta["duplicates_dropped"]) == (2, 2, 1)
+    assert (len(data), data.meta["blank_lines_skipped"], data.meta["duplicates_aggregated"]) == (2, 2, 1)
 
 
 # ---- file names are literal; compressed text ---------------------------------------------------

@@ -61,7 +61,7 @@ def assert_valid(data: Interactions) -> None:
     pairs = data.user_idx * data.n_items + data.item_idx
     assert pairs.unique().numel() == n  # duplicates merged
     meta = data.meta
-    assert meta["rows_read"] == n + meta["blank_lines_skipped"] + meta["duplicates_dropped"]
+    assert meta["rows_read"] == n + meta["blank_lines_skipped"] + meta["duplicates_aggregated"]
 
 
 # ---- arbitrary bytes -------------------------------------------------------------------------

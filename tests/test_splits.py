@@ -19,7 +19,7 @@ def make(users, items, ts=None) -> Interactions:
     cols = {"user": users, "item": items, "rating": np.arange(len(users), dtype=np.float32)}
     if ts is not None:
         cols["timestamp"] = ts
-    return Interactions.from_frame(pl.DataFrame(cols))
+    return Interactions.from_frame(pl.DataFrame(cols), duplicates="keep")  # rows, repeats and all
 
 
 @pytest.fixture(scope="module")

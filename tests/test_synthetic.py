@@ -75,7 +75,7 @@ def test_written_files_read_back_with_the_project_reader(log, frame, tmp_path, s
     path = log.write(tmp_path / f"log{suffix}")
     assert not list(tmp_path.glob(".*part"))  # no temporary left behind
     data = read_interactions(path)
-    assert len(data) == 30_000 and data.meta["duplicates_dropped"] == 0
+    assert len(data) == 30_000 and data.meta["duplicates_aggregated"] == 0
     assert data.to_frame().sort("user", "item").equals(
         frame.with_columns(pl.col("rating").cast(pl.Float32)).sort("user", "item"))
 

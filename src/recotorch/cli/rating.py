@@ -49,7 +49,7 @@ from recotorch.errors import InputFileError, OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.base import Estimator
 from recotorch.models.config import options_help, parse_assignments
-from recotorch.models.mf import FAST_SETTINGS
+from recotorch.models.mf import COURSE_SETTINGS, FAST_SETTINGS
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
 from recotorch.train.progress import labelled
@@ -96,10 +96,14 @@ def fit(
         help="Next-item loss (gru4rec, sasrec): softmax (full), sampled or gbce (with --n-neg negatives).")] = None,
     dropout: Annotated[float | None, typer.Option(help="Dropout (gru4rec, sasrec).")] = None,
     optimizer: Annotated[str | None, typer.Option(
-        help="adamw, rowwise_adagrad or sparse_adam (gradient models; the sparse ones for large logs).")] = None,
+        help="adamw, rowwise_adagrad or sparse_adam (gradient models; the sparse ones for large logs). mf, bpr and "
+             "bce default to rowwise_adagrad, their fused (compiled with Numba on CPU) step; adamw or sparse_adam, "
+             "--amp or --set grad_accum=N switch them to the generic autograd path.")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast (GPUs).")] = None,
-    fast: Annotated[bool, typer.Option(
-        help="mf only: the large-log settings of MatrixFactorization.fast() (other options override them).")] = False,
+    fast: Annotated[bool | None, typer.Option("--fast/--no-fast",
+        help="mf only: --fast (the default) MatrixFactorization.fast()'s settings, row-wise Adagrad through the "
+             "fused step; --no-fast the course's AdamW one-cycle recipe (MatrixFactorization.course()) through the "
+             "generic autograd path. Other options override either.")] = None,
     implicit: Annotated[bool | None, typer.Option(
         "--implicit/--explicit", help="Treat the data as 0/1 feedback (default: as the model needs).")] = None,
     threshold: Annotated[float | None, typer.Option(help="With --implicit: ratings >= this are positives.")] = None,
@@ -142,7 +146,8 @@ def fit(
         chosen = {f"--{k.replace('_', '-')}": v for k, v in options.items() if k not in ("seed", "device")}
         return fit_auto(train, out_dir, budget=budget, seed=seed, device=device, implicit=implicit,
                         threshold=threshold, resume=resume, cols=(user_col, item_col, rating_col, time_col),
-                        refused={**chosen, "--set": set_, "--valid": valid, "--fast": fast, "--items": items})
+                        refused={**chosen, "--set": set_, "--valid": valid, "--items": items,
+                                 "--fast" if fast is not False else "--no-fast": fast is not None})
     if budget is not None:
         raise OptionError("--budget", "is for --model auto (the search's seconds)")
     checks.check_model_takes(model, options, MODELS)
@@ -152,11 +157,12 @@ def fit(
         for key in sorted(set(assigned) & set(options)):
             raise OptionError(f"--set {key}", f"is also given as --{key.replace('_', '-')}; give it once")
         options = {**options, **assigned}
-    if fast and model != "mf":
-        raise OptionError("--fast", f"is for --model mf, not {model!r}")
+    if fast is not None and model != "mf":
+        raise OptionError("--fast" if fast else "--no-fast", f"is for --model mf, not {model!r}")
     if options.get("patience") is not None and valid is None:
         raise OptionError("--patience", "early stopping watches the validation loss: give --valid too")
-    estimator = make_model(model, **({**FAST_SETTINGS, **options} if fast else options))
+    settings = {} if fast is None else FAST_SETTINGS if fast else COURSE_SETTINGS
+    estimator = make_model(model, **{**settings, **options})
     if implicit is None:
         implicit = estimator.task == "ranking"
     if implicit and estimator.task == "rating":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import torch
@@ -12,6 +12,8 @@ from recotorch.data.vocab import Vocab
 
 if TYPE_CHECKING:
     from recotorch.data.sequences import Sequences
+
+Duplicates = Literal["aggregate", "keep"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,11 @@ class Interactions:
     confidence weight for implicit feedback) and `timestamp[n]` (seconds). `users`/`items` map
     raw ids to indices; `user_features`/`item_features` hold side information, one row per
     vocabulary entry in index order, with the raw id in column `id`.
+
+    Built from rows (`from_frame`, `read_interactions`), each (user, item) pair is one row
+    (`recotorch.data.aggregate`): `rating` is the pair's latest value, `timestamp` its latest
+    time, `count[n]` the rows merged into it and `value_sum[n]` the sum of their values; both
+    are None when no rows were merged (each pair is one row: count 1, value_sum = rating).
     """
 
     user_idx: torch.Tensor
@@ -88,10 +95,12 @@ class Interactions:
     item_features: pl.DataFrame | None = None
     source: str = "memory"
     meta: dict[str, Any] = field(default_factory=dict)
+    count: torch.Tensor | None = None  # (n,) int64: rows merged into each pair (None: 1 each)
+    value_sum: torch.Tensor | None = None  # (n,) float32: sum of their values (None: = rating)
 
     def __post_init__(self) -> None:
         n = self.user_idx.numel()
-        for name in ("item_idx", "rating", "timestamp"):
+        for name in ("item_idx", "rating", "timestamp", "count", "value_sum"):
             t = getattr(self, name)
             if t is not None and t.numel() != n:
                 raise ValueError(f"{name} has {t.numel()} entries but user_idx has {n}")
@@ -112,8 +121,17 @@ class Interactions:
         users: Vocab | None = None,
         items: Vocab | None = None,
         source: str = "memory",
+        duplicates: Duplicates = "aggregate",
     ) -> Interactions:
-        """Build from a DataFrame of raw ids; vocabularies are made from it unless given."""
+        """Build from a DataFrame of raw ids; vocabularies are made from it unless given.
+
+        duplicates: "aggregate" (default) merges rows of the same (user, item) into one pair
+        (the latest value and time, the row count and value sum: `recotorch.data.aggregate`,
+        counts in `meta`); "keep" keeps every row as it is (for splitting a log in time before
+        aggregating each part).
+        """
+        if duplicates not in ("aggregate", "keep"):
+            raise ValueError(f"duplicates must be 'aggregate' or 'keep', got {duplicates!r}")
         users = Vocab.from_values(frame[user]) if users is None else users
         items = Vocab.from_values(frame[item]) if items is None else items
         u = users.index(frame[user])
@@ -123,7 +141,7 @@ class Interactions:
         has = lambda col: bool(col) and col in frame.columns  # noqa: E731
         r = frame[rating].cast(pl.Float32).to_numpy(writable=True) if has(rating) else None
         t = frame[timestamp].cast(pl.Int64).to_numpy(writable=True) if has(timestamp) else None
-        return cls(
+        built = cls(
             torch.from_numpy(u),
             torch.from_numpy(i),
             users,
@@ -132,6 +150,23 @@ class Interactions:
             None if t is None else torch.from_numpy(t),
             source=source,
         )
+        if duplicates == "keep":
+            return replace(built, meta={"rows_in": len(built), "duplicates": "kept"})
+        return built.aggregated(value_name=rating if has(rating) else "rating")  # type: ignore[arg-type]
+
+    def aggregated(self, *, value_name: str = "rating", announce: bool = True) -> Interactions:
+        """One row per (user, item) pair, the one duplicate policy (`recotorch.data.aggregate`)."""
+        from recotorch.data.aggregate import aggregate
+
+        return aggregate(self, value_name=value_name, announce=announce)
+
+    def row_counts(self) -> torch.Tensor:
+        """Rows behind each entry, (n,) float32 (1 where nothing was merged)."""
+        return torch.ones(len(self)) if self.count is None else self.count.float()
+
+    def value_sums(self) -> torch.Tensor | None:
+        """Sum of the values behind each entry, (n,) float32 (the rating where nothing was merged)."""
+        return self.rating if self.value_sum is None else self.value_sum
 
     # ---- basic facts --------------------------------------------------------------------
     def __len__(self) -> int:
@@ -158,7 +193,8 @@ class Interactions:
         """The same vocabularies over a subset of rows (boolean mask or index tensor)."""
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return replace(self, user_idx=self.user_idx[rows], item_idx=self.item_idx[rows],
-                       rating=pick(self.rating), timestamp=pick(self.timestamp))
+                       rating=pick(self.rating), timestamp=pick(self.timestamp),
+                       count=pick(self.count), value_sum=pick(self.value_sum))
 
     def compact(self) -> Interactions:
         """Drop users and items that have no rows; indices renumbered, features kept aligned."""
@@ -200,8 +236,9 @@ class Interactions:
         """Items of each user as CSR index tensors (the seen-item sets)."""
         return build_csr(self.user_idx, self.item_idx, self.n_users, self.rating if values else None)
 
-    def to_frame(self) -> pl.DataFrame:
-        """Raw ids (and rating/timestamp) as a DataFrame."""
+    def to_frame(self, counts: bool = False) -> pl.DataFrame:
+        """Raw ids (and rating/timestamp) as a DataFrame; `counts=True` adds each pair's `count`
+        (rows merged) and `value_sum`."""
         cols: dict[str, Any] = {
             "user": self.users.ids.gather(self.user_idx.numpy()),
             "item": self.items.ids.gather(self.item_idx.numpy()),
@@ -210,6 +247,10 @@ class Interactions:
             cols["rating"] = self.rating.numpy()
         if self.timestamp is not None:
             cols["timestamp"] = self.timestamp.numpy()
+        if counts:
+            cols["count"] = self.row_counts().long().numpy()
+            if self.rating is not None:
+                cols["value_sum"] = self.value_sums().numpy()  # type: ignore[union-attr]
         return pl.DataFrame(cols)
 
     def item_popularity(self) -> torch.Tensor:

@@ -76,6 +76,7 @@ _SEP_BY_FORMAT = {"csv": ",", "tsv": "\t"}
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                      ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _JSONL_SAMPLE = 1000  # records whose keys name a JSON Lines file's fields
+_HEAD_BYTES = 8 << 20  # decompressed bytes read to learn a compressed text file's columns and layout
 _COMPRESSED_SUFFIXES = {".gz", ".gzip", ".zst", ".zstd"}
 _COMPRESSION_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _FOREIGN_MAGIC = {b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed", b"\xfd7zXZ\x00": "xz-compressed",
@@ -180,7 +181,7 @@ def file_columns(path: str | Path, *, sep: str | None = None, has_header: bool =
     of the first 1,000 records, in order of appearance. Raises `DataError`.
     """
     path = Path(path)
-    with _open_source(path, format, flags) as src:
+    with _open_source(path, format, flags, head=True) as src:
         _check_layout(src, sep, has_header, flags)
         if src.parquet:
             return list(_parquet_schema(src))
@@ -195,7 +196,7 @@ def file_layout(path: str | Path, *, sep: str | None = None, format: str | None 
     """(format, separator) a file is read with: format "parquet", "jsonl" (separator None), "csv",
     "tsv", or "text" for delimited text whose name does not tell the separator (then sniffed, or `sep`)."""
     path = Path(path)
-    with _open_source(path, format, flags) as src:
+    with _open_source(path, format, flags, head=True) as src:
         if src.kind != "text":
             return src.kind, None
         kind = src.format or _FORMAT_BY_SUFFIX.get(src.suffix, "text")
@@ -229,8 +230,13 @@ def read_columns(path: str | Path, columns: Sequence[str | int] | Mapping[str, s
 
 # ---- opening: existence, type, compression -------------------------------------------------
 @contextmanager
-def _open_source(path: Path, fmt: str | None = None, flags: Mapping[str, str] | None = None) -> Iterator[_Source]:
-    """Check that `path` is a readable, non-empty file; decompress it when gzip/zstd; tell its kind."""
+def _open_source(path: Path, fmt: str | None = None, flags: Mapping[str, str] | None = None,
+                 head: bool = False) -> Iterator[_Source]:
+    """Check that `path` is a readable, non-empty file; decompress it when gzip/zstd; tell its kind.
+
+    `head`: only the start of compressed text is needed (its columns, its layout): the first
+    `_HEAD_BYTES`, cut after the last whole line, are decompressed.
+    """
     if fmt is not None and fmt not in FORMATS:
         raise OptionError(_flag(flags, "format"), f"must be one of {', '.join(FORMATS)}, got {fmt!r}")
     magic = _first_bytes(path)
@@ -241,11 +247,13 @@ def _open_source(path: Path, fmt: str | None = None, flags: Mapping[str, str] | 
         return
     with tempfile.TemporaryDirectory(prefix="recotorch-read-") as tmp:
         plain = Path(tmp) / "decompressed"
-        _decompress(path, plain, codec)
+        whole = _decompress(path, plain, codec, limit=_HEAD_BYTES if head else None)
         if plain.stat().st_size == 0:
             raise DataError(path, f"the file is empty (after {codec} decompression)")
         with plain.open("rb") as f:
             inner = f.read(8)
+        if not whole and inner.startswith(b"PAR1"):  # Parquet keeps its schema at the end
+            _decompress(path, plain, codec)
         yield _Source(path, plain, _kind(path, plain, inner, suffix, fmt, flags), suffix, fmt)
 
 
@@ -328,13 +336,24 @@ def _is_parquet(path: Path, magic: bytes, suffix: str) -> bool:
     return False
 
 
-def _decompress(path: Path, out: Path, codec: str) -> None:
+def _decompress(path: Path, out: Path, codec: str, limit: int | None = None) -> bool:
+    """Decompress `path` into `out`; with `limit`, stop after about that many bytes, cut after the last
+    whole line. True when the whole stream was decompressed."""
     import pyarrow as pa  # only for compressed input
 
     try:
         with path.open("rb") as raw, pa.input_stream(raw, compression=codec) as stream, out.open("wb") as dst:
+            written, line_end = 0, 0
             while chunk := stream.read(1 << 22):
                 dst.write(chunk)
+                if (nl := chunk.rfind(b"\n")) >= 0:
+                    line_end = written + nl + 1
+                written += len(chunk)
+                if limit is not None and written >= limit:
+                    if line_end:
+                        dst.truncate(line_end)
+                    return False
+        return True
     except (OSError, pa.ArrowException) as exc:
         if out.exists() and isinstance(exc, OSError) and exc.errno is not None:
             raise DataError(path, f"cannot decompress into a temporary file: {exc.strerror}") from None

@@ -230,3 +230,90 @@ def _make_distinct(user: torch.Tensor, item: torch.Tensor, n_items: int, cdf: to
         dirty[user[repeat]] = True
         rows = rows[dirty[user[rows]]]
     raise RuntimeError("could not draw distinct items")  # pragma: no cover - the cap prevents it
+
+
+# ---- implicit logs where how often / how much carries the taste ------------------------------
+def _taste_topk(logits: np.ndarray, k: np.ndarray, rng: np.random.Generator,
+                exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, k[row] distinct columns drawn without replacement with probability ~ exp(logits) (Gumbel top-k).
+
+    Returns (rows, cols) of the draws; `exclude` (bool, logits' shape) marks columns a row may not draw.
+    """
+    noisy = logits + rng.gumbel(size=logits.shape)
+    if exclude is not None:
+        noisy[exclude] = -np.inf
+    width = int(min(k.max(), logits.shape[1]))
+    top = np.argpartition(-noisy, width - 1, axis=1)[:, :width]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(noisy, top, 1), axis=1), 1)
+    take = np.arange(width)[None, :] < k[:, None]
+    if exclude is not None:
+        take &= np.isfinite(np.take_along_axis(noisy, top, 1))
+    rows = np.broadcast_to(np.arange(logits.shape[0])[:, None], top.shape)
+    return rows[take], top[take]
+
+
+def _planted(n_users: int, n_items: int, dim: int, item_alpha: float,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(taste affinity (n_users, n_items) with unit variance, log popularity (n_items,) of a shuffled Zipf law)."""
+    users = rng.normal(size=(n_users, dim))
+    items = rng.normal(size=(n_items, dim))
+    affinity = users @ items.T / np.sqrt(dim)
+    log_pop = -item_alpha * np.log(rng.permutation(np.arange(1, n_items + 1)))
+    return affinity, log_pop - log_pop.mean()
+
+
+def purchase_log(n_users: int = 3000, n_items: int = 1500, *, dim: int = 8, items_per_user: float = 14.0,
+                 discover: float = 1.0, like: float = 1.5, repeats: float = 1.5, item_alpha: float = 0.8,
+                 days: int = 365, seed: int = 0) -> pl.DataFrame:
+    """A shop's purchase log in which repeat purchases carry the taste signal.
+
+    Columns `customer_id` ("C00042"), `sku` ("SKU-00017"), `qty` (1 + Poisson(0.3)) and `ts`
+    (ISO date/time strings), one row per purchase, in time order. Each customer tries about
+    `items_per_user` items, drawn from popularity and (by `discover`) their planted taste;
+    an item is then bought again 1 + Poisson(`repeats` x exp(`like` x (affinity - 1))) times in
+    all: items that match the customer's taste are re-bought, the others tried once. So the
+    set of items bought says a little about taste and how often each was bought says more;
+    binary data keeps only the first. Each item's first purchase falls at a uniform time in
+    `days` and its repeats after it, so a customer's later purchases include items new to them.
+    """
+    rng = np.random.default_rng(seed)
+    affinity, log_pop = _planted(n_users, n_items, dim, item_alpha, rng)
+    n_try = np.minimum(1 + rng.poisson(max(items_per_user - 1.0, 0.0), n_users), n_items // 4)
+    users, items = _taste_topk(discover * affinity + log_pop, n_try, rng)
+    rate = repeats * np.exp(np.minimum(like * (affinity[users, items] - 1.0), 5.0))
+    buys = 1 + rng.poisson(rate)
+    first = rng.uniform(0, days * 86_400, users.size)
+    row_u, row_i = np.repeat(users, buys), np.repeat(items, buys)
+    start = np.repeat(first, buys)
+    later = np.arange(row_u.size) - np.repeat(np.cumsum(buys) - buys, buys) > 0  # every purchase after the first
+    when = start + later * rng.uniform(0, 1, row_u.size) * (days * 86_400 - start)
+    order = np.argsort(when, kind="stable")
+    seconds = (START + when[order]).astype(np.int64)
+    return pl.DataFrame({
+        "customer_id": [f"C{u:05d}" for u in row_u[order]],
+        "sku": [f"SKU-{i:05d}" for i in row_i[order]],
+        "qty": 1 + rng.poisson(0.3, row_u.size),
+        "ts": pl.Series(seconds * 1_000_000).cast(pl.Datetime("us")).dt.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+
+
+def play_log(n_users: int = 2000, n_items: int = 2000, *, dim: int = 8, artists: float = 30.0,
+             taste: float = 2.0, spread: float = 1.6, item_alpha: float = 1.0, days: int = 730,
+             seed: int = 0) -> pl.DataFrame:
+    """A music service's play counts: one row per (user, item) with a heavy-tailed `plays` count.
+
+    Columns `user`, `item` (int ids), `plays` and `timestamp` (first play, epoch seconds). Each
+    user has about `artists` items drawn from popularity and taste (affinity x `taste` / 2);
+    plays = ceil(exp(1 + affinity + `spread` x N(0, 1))) (lognormal: a few pairs are played
+    hundreds of times), so how much a user plays an item says how much it matches their taste.
+    """
+    rng = np.random.default_rng(seed)
+    affinity, log_pop = _planted(n_users, n_items, dim, item_alpha, rng)
+    n_art = np.minimum(1 + rng.poisson(max(artists - 1.0, 0.0), n_users), n_items // 4)
+    users, items = _taste_topk(0.5 * taste * affinity + log_pop, n_art, rng)
+    aff = affinity[users, items]
+    plays = np.ceil(np.exp(1.0 + taste * 0.5 * aff + spread * rng.normal(size=users.size))).astype(np.int64)
+    seconds = START + rng.integers(0, days * 86_400, users.size)
+    order = np.argsort(seconds, kind="stable")
+    return pl.DataFrame({"user": users[order].astype(np.int64), "item": items[order].astype(np.int64),
+                         "plays": plays[order], "timestamp": seconds[order]})

@@ -3,25 +3,104 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from recotorch.data.interactions import Interactions
+from recotorch.errors import UnsupportedError
 from recotorch.models.base import register
-from recotorch.models.itemknn import ItemItemModel, RecencyConfig, distinct_pairs, gram_blocks
+from recotorch.models.itemknn import BLOCK_CELLS, ItemItemModel, RecencyConfig, gram_blocks
 from recotorch.train.config import log_uniform, param
+
+# Fitting's memory beyond the n x n matrix: gram_blocks' dense blocks (~3 x 2**24 floats) and slack.
+FIT_OVERHEAD_BYTES = 3 * BLOCK_CELLS * 4 + 2**27
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory where the matrix will live: the GPU's free memory, else Linux's MemAvailable (None: unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(n_items: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse, before allocating, a catalogue whose n x n matrices do not fit the free memory.
+
+    One matrix with SciPy's LAPACK on CPU (inverted in place); two otherwise (torch's Cholesky and
+    inverse each make one temporary copy).
+    """
+    matrices = 1 if device.type == "cpu" and _has_lapack() else 2
+    need = matrices * n_items * n_items * torch.empty((), dtype=dtype).element_size() + FIT_OVERHEAD_BYTES
+    free = available_bytes(device)
+    kind = str(dtype).removeprefix("torch.")
+    if free is not None and need > free:
+        raise UnsupportedError(
+            f"EASE on {n_items:,} items needs about {need / 1e9:.1f} GB ({matrices} x {n_items:,}^2 {kind}) but "
+            f"{free / 1e9:.1f} GB is free on {device}: use --model als, or drop rare items to shrink the catalogue")
+
+
+def spd_inverse_(a: torch.Tensor, *, lapack: bool = True) -> torch.Tensor:
+    """The inverse of the symmetric positive definite `a`, computed in a's own memory where possible.
+
+    CPU with SciPy: LAPACK potrf + potri on a's buffer (a C-ordered symmetric matrix is its own
+    Fortran-ordered transpose, so no copy is made), then the triangle mirrored in row blocks.
+    Elsewhere (GPU, or no SciPy): torch's Cholesky and cholesky_inverse writing into `a`.
+    """
+    if lapack and _has_lapack() and a.device.type == "cpu" and a.is_contiguous() and a.dtype in (
+            torch.float32, torch.float64):
+        from scipy.linalg import lapack as lp
+
+        f32 = a.dtype == torch.float32
+        potrf, potri = (lp.spotrf, lp.spotri) if f32 else (lp.dpotrf, lp.dpotri)
+        arr = a.numpy().T  # Fortran-ordered view of the same memory
+        chol, info = potrf(arr, lower=1, overwrite_a=1, clean=0)
+        if info == 0:
+            inv, info = potri(chol, lower=1, overwrite_c=1)
+        if info != 0:
+            raise ValueError(f"the regularised Gram matrix is not positive definite (LAPACK info {info})")
+        out = a if np.shares_memory(inv, arr) else torch.from_numpy(np.ascontiguousarray(inv.T))
+        _mirror_upper_(out)  # Fortran lower triangle = C upper triangle
+        return out
+    torch.linalg.cholesky(a, out=a)  # each makes one temporary n x n copy, then writes into a
+    return torch.cholesky_inverse(a, out=a)
+
+
+def _has_lapack() -> bool:
+    try:
+        from scipy.linalg import lapack  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _mirror_upper_(a: torch.Tensor, block: int = 1024) -> None:
+    """Copy the upper triangle of square `a` onto its lower triangle, in place, `block` rows at a time."""
+    n = a.shape[0]
+    for start in range(0, n, block):
+        end = min(n, start + block)
+        a[start:end, :start] = a[:start, start:end].T
+        diag = a[start:end, start:end]
+        diag.copy_(diag.triu() + diag.triu(1).T)
 
 
 @register
 class EASE(ItemItemModel):
-    """Embarrassingly shallow autoencoder: score(u) = x_u @ B with x_u the user's 0/1 row.
+    """Embarrassingly shallow autoencoder: score(u) = x_u @ B with x_u the user's row of confidences.
 
     B minimises ||X - X B||^2 + lambda ||B||^2 subject to diag(B) = 0, which has the closed form
     P = (X^T X + lambda I)^-1, B = I - P / diag(P) (column-wise), i.e. B_ij = -P_ij / P_jj.
     `reg` is lambda: 100 was best on a validation split of the ml-100k top-N protocol (test
-    NDCG@10 0.158; 50-300 all within 0.004). The inverse is taken in float64 (`dtype`), then
-    B is kept in float32.
+    NDCG@10 0.158; 50-300 all within 0.004). The inverse is taken in float32 (`dtype`; float64
+    gave the same NDCG@10 to 4 digits: the ridge keeps X^T X + lambda I well conditioned).
 
     Recency (`half_life`, see `recotorch.models.itemknn`): x_u weights the user's items by
     0.5 ** (later rows / (half_life x the user's rows)); B is unchanged. On the ml-100k top-N
@@ -30,9 +109,12 @@ class EASE(ItemItemModel):
     reg 200-500 x half_life 0.2-0.3 all gave 0.180-0.184 there, 0.149 without recency), lifts
     test NDCG@10 from 0.158 to 0.173. Fitting needs timestamps; the default (None) does not.
 
-    Memory: B is dense, n_items^2 floats (11 MB for 1,682 items, 1.6 GB for 20,000); fitting
-    needs about three such matrices in `dtype` and O(n_items^3) time, so keep the catalogue
-    below ~20-30k items (filter rare items first). Scoring costs nnz(batch rows) x n_items.
+    Memory: B is dense, n_items^2 floats (11 MB for 1,682 items, 1.6 GB for 20,000). Fitting
+    holds that one matrix (the Gram matrix is inverted in place by LAPACK's potrf/potri through
+    SciPy, then turned into B in place) plus ~200 MB of blocks, and takes O(n_items^3) time;
+    before fitting, the need is compared with the free memory (RAM, or the GPU's) and a catalogue
+    that does not fit is refused (UnsupportedError naming the items and GB; use ALS, or filter
+    rare items). Scoring costs nnz(batch rows) x n_items.
 
     >>> EASE(reg=100).fit(positives).recommend([196], k=10)
     """
@@ -43,22 +125,24 @@ class EASE(ItemItemModel):
     @dataclass
     class Config(RecencyConfig):
         reg: float = param(100.0, gt=0, help="ridge strength on the item-item weights", tune=log_uniform(1.0, 1e4))
-        dtype: Literal["float32", "float64"] = param("float64", help="precision of the solve")
+        dtype: Literal["float32", "float64"] = param("float32", help="precision of the solve")
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         dtype = getattr(torch, self.dtype)
         dev = self.torch_device
-        users, items = distinct_pairs(train)
         n = train.n_items
-        gram = torch.empty(n, n, dtype=dtype, device=dev)
-        for start, block in gram_blocks(users, items, torch.ones(users.numel()), train.n_users, n, dev):
-            gram[start : start + block.shape[0]] = block.to(dtype)
+        check_memory(n, dtype, dev)
+        users, items, conf = self._weighted_pairs(train)  # X's entries: the implicit confidences (1 if binary)
+        gram = torch.empty(n, n, dtype=dtype, device=dev)  # the only n x n matrix: G, then P, then B
+        for start, block in gram_blocks(users, items, conf, train.n_users, n, dev):
+            gram[start : start + block.shape[0]].copy_(block)
+            del block
         gram.diagonal().add_(self.reg)
-        precision = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # P, symmetric positive definite
-        del gram
-        weights = precision / (-precision.diagonal())[None, :]  # B_ij = -P_ij / P_jj
-        weights.diagonal().zero_()
-        self.weights_ = weights.float()
+        precision = spd_inverse_(gram)  # P = (X^T X + reg I)^-1, in place
+        diag = precision.diagonal().clone()
+        precision.div_(diag.neg_()[None, :])  # B_ij = -P_ij / P_jj
+        precision.diagonal().zero_()
+        self.weights_ = precision if precision.dtype == torch.float32 else precision.float()
 
     def _propagate(self, rows: torch.Tensor) -> torch.Tensor:
         return torch.sparse.mm(rows, self.weights_)

@@ -6,12 +6,16 @@ pair scores, `similar_items` from the rows of `W`, optional recency weights in `
 (`recotorch.models.ease`) builds on the same base with a dense `W`, RP3beta
 (`recotorch.models.rp3beta`) with a random-walk `W`.
 
-Recency (`half_life`): by default x_u is the user's 0/1 row. With `half_life` set, each
-training item of the user counts 0.5 ** (s / h), s = how many of the user's training rows came
-after it (0 for the latest, by timestamp, ties by row order) and h = half_life x the user's
-number of rows (`half_life_unit="fraction"`) or h = half_life (`"steps"`). Only x_u changes:
-W is learnt from the 0/1 matrix as before. Items a user gains after fitting (e.g. through
-`recotorch.online.update`) count fully, as the most recent ones.
+Interaction strength: X's entries are the implicit confidences of `recotorch.data.implicit`
+(`confidence`: the weights of `to_implicit`, e.g. repeat-purchase counts, divided by their
+mean; all 1 for binary data), both when W is learnt and in the scored rows x_u.
+
+Recency (`half_life`): with `half_life` set, each training item of the user also counts
+0.5 ** (s / h), s = how many of the user's training rows came after it (0 for the latest, by
+timestamp, ties by row order) and h = half_life x the user's number of rows
+(`half_life_unit="fraction"`) or h = half_life (`"steps"`). Only x_u changes: W is learnt
+without recency. Items a user gains after fitting (e.g. through `recotorch.online.update`)
+count 1, as the most recent ones.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from recotorch.core.device import tensor_device
 from recotorch.core.topk import largest, top_k
+from recotorch.data.implicit import confidence
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import Estimator, NewRows, register
 from recotorch.train.config import Params, Tune, int_range, log_uniform, param
@@ -41,7 +46,7 @@ class RecencyConfig(Params):
     """The fields every item-item model takes: device and the recency weights of x_u."""
 
     device: str = param("cpu", help="cpu, cuda, cuda:1, or auto")
-    half_life: float | None = param(None, gt=0, help="recency half-life of a user's items (None: 0/1 rows)",
+    half_life: float | None = param(None, gt=0, help="recency half-life of a user's items (None: no recency)",
                                     tune=log_uniform(0.05, 5.0))
     half_life_unit: HalfLifeUnit = param(  # noqa: RUF009 (a type alias)
         "fraction", help="half_life as a fraction of the user's rows, or in steps")
@@ -50,6 +55,11 @@ class RecencyConfig(Params):
 def coo(coords: torch.Tensor, values: torch.Tensor, shape: tuple[int, int], coalesced: bool = False) -> torch.Tensor:
     """A sparse COO matrix; `coalesced=True` promises sorted, distinct coordinates."""
     return torch.sparse_coo_tensor(coords, values, shape, is_coalesced=coalesced, check_invariants=False)
+
+
+def weighted_pairs(train: Interactions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(user_idx, item_idx, confidence) of the distinct pairs, sorted by user then item (mean confidence 1)."""
+    return confidence(train)
 
 
 def distinct_pairs(train: Interactions) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +113,8 @@ def recency_weights(user_idx: torch.Tensor, order: torch.Tensor, half_life: floa
 class ItemItemModel(Estimator):
     """Base of item-item models: score(u) = x_u @ W, x_u the user's row of training items.
 
-    x_u is 0/1, or recency-weighted when `half_life` is set (see the module docstring).
+    x_u holds the confidences of the user's items (1 for binary data), times recency weights
+    when `half_life` is set (see the module docstring).
     Subclasses implement `_fit_links` (learn W), `_propagate`, `_links` and `_state`/`_restore`
     (adding `_profile_state()` and calling `_restore_profile`).
     """
@@ -113,15 +124,26 @@ class ItemItemModel(Estimator):
     device: str
     half_life: float | None = None
     half_life_unit: HalfLifeUnit = "fraction"
-    profile_: CSR | None = None  # recency weight of each user's training items (None: 0/1 rows)
+    profile_: CSR | None = None  # weight (confidence x recency) of each user's training items (None: all 1)
 
     @property
     def torch_device(self) -> torch.device:
         return tensor_device(self.device)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        self.profile_ = self._recency_profile(train) if self.half_life is not None else None
+        users, items, conf = weighted_pairs(train)
+        if self.half_life is not None:
+            recency = self._recency_profile(train)  # same (user, item) order as the pairs
+            self.profile_ = CSR(recency.indptr, recency.indices, recency.values * conf)  # type: ignore[operator]
+        elif bool((conf != 1.0).any()):
+            self.profile_ = build_csr(users, items, train.n_users, conf)
+        else:
+            self.profile_ = None  # binary data: every seen item counts 1
         self._fit_links(train, valid)
+
+    def _weighted_pairs(self, train: Interactions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What `_fit_links` learns W from: the distinct pairs and their confidences."""
+        return weighted_pairs(train)
 
     @abstractmethod
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
@@ -205,7 +227,8 @@ class ItemItemModel(Estimator):
     def user_rows(self, user_idx: torch.Tensor) -> torch.Tensor:
         """The users' training rows x_u as a sparse COO tensor (B, n_items) on the model's device.
 
-        Entries are 1, or the recency weights of `profile_`; seen items the profile lacks count 1.
+        Entries are the weights of `profile_` (confidence x recency), 1 without one; seen items the
+        profile lacks (added after fitting) count 1.
         """
         user_idx = user_idx.cpu()
         which, pos = self.seen_.entries(user_idx)
@@ -216,7 +239,10 @@ class ItemItemModel(Estimator):
             keys = torch.cat([keys, in_profile[at] * self.n_items + self.profile_.indices[pos]])
             values = torch.cat([values, self.profile_.values[pos]])  # type: ignore[index]
         idx, inverse = torch.unique(keys, return_inverse=True)  # distinct (row, item), duplicates merged
-        values = torch.ones(idx.numel()).scatter_reduce_(0, inverse, values, reduce="amin")
+        n_seen = which.numel()
+        merged = torch.ones(idx.numel())
+        merged[inverse[n_seen:]] = values[n_seen:]  # the profile's weight where it has one
+        values = merged
         coords = torch.stack([idx // self.n_items, idx % self.n_items])
         return coo(coords, values, (user_idx.numel(), self.n_items), True).to(self.torch_device)
 
@@ -274,15 +300,16 @@ class ItemKNN(ItemItemModel):
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         n_users, n_items, dev = train.n_users, train.n_items, self.torch_device
-        users, items = distinct_pairs(train)
+        users, items, conf = self._weighted_pairs(train)
         item_count = torch.bincount(items, minlength=n_items).float()
         if self.weighting == "bm25":
             idf = torch.log(n_items / (1.0 + torch.bincount(users, minlength=n_users).float())).clamp(min=0.0)
             norm = (1.0 - self.b) + self.b * item_count / item_count.mean()
-            values = (self.k1 + 1.0) / (self.k1 * norm[items] + 1.0) * idf[users]
+            values = (self.k1 + 1.0) / (self.k1 * norm[items] + 1.0) * idf[users] * conf
         else:
-            values = torch.ones(users.numel())
-        norms = item_count.sqrt().to(dev)
+            values = conf
+        # cosine over the weighted columns: ||x_i|| (sqrt of the user count for binary data)
+        norms = torch.zeros(n_items).index_add_(0, items, values * values).sqrt().to(dev)
         k = min(self.neighbours, max(n_items - 1, 1))
         nbr_parts, sim_parts = [], []
         for start, block in gram_blocks(users, items, values, n_users, n_items, dev):

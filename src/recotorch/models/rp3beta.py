@@ -10,7 +10,7 @@ import torch
 from recotorch.core.topk import largest
 from recotorch.data.interactions import Interactions
 from recotorch.models.base import register
-from recotorch.models.itemknn import ItemKNN, RecencyConfig, distinct_pairs, gram_blocks
+from recotorch.models.itemknn import ItemKNN, RecencyConfig, gram_blocks
 from recotorch.train.config import Tune, int_range, param
 
 
@@ -18,7 +18,8 @@ from recotorch.train.config import Tune, int_range, param
 class RP3beta(ItemKNN):
     """Random walk item -> user -> item, re-ranked by popularity: score(u) = x_u @ W.
 
-    With X the 0/1 user-item matrix, deg_u and deg_i its row and column sums,
+    With X the user-item matrix of implicit confidences (0/1 for binary data), deg_u and deg_i
+    its row and column sums,
     P_ui = (X_ui / deg_u)^alpha and P_iu = (X_ui / deg_i)^alpha, the link from item i to j is
     W_ij = sum_u P_iu P_uj / deg_j^beta = deg_i^-alpha deg_j^-beta sum_u X_ui X_uj deg_u^-alpha,
     computed in Gram blocks like item-kNN; each item keeps its `neighbours` strongest links
@@ -45,10 +46,12 @@ class RP3beta(ItemKNN):
         if self.alpha <= 0 or self.beta < 0:
             raise ValueError(f"need alpha > 0 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
         n_users, n_items, dev = train.n_users, train.n_items, self.torch_device
-        users, items = distinct_pairs(train)
-        user_deg = torch.bincount(users, minlength=n_users).double()
-        item_deg = torch.bincount(items, minlength=n_items).double()
-        values = user_deg[users].pow(-self.alpha / 2).float()  # entries pair up: deg_u^-alpha per co-occurrence
+        users, items, conf = self._weighted_pairs(train)  # X: the implicit confidences (1 if binary)
+        conf = conf.double().clamp(min=0.0)  # a walk's transition weights are never negative
+        user_deg = torch.zeros(n_users, dtype=torch.float64).index_add_(0, users, conf)
+        item_deg = torch.zeros(n_items, dtype=torch.float64).index_add_(0, items, conf)
+        # entries pair up: X_ui^alpha deg_u^-alpha per co-occurrence (P_ui^alpha = (X_ui / deg_u)^alpha)
+        values = (conf.pow(self.alpha) * user_deg[users].pow(-self.alpha / 2)).float()
         source = item_deg.pow(-self.alpha).float().to(dev)  # deg_i^-alpha (row i)
         target = item_deg.pow(-self.beta).float().to(dev)  # deg_j^-beta (column j)
         k = min(self.neighbours, max(n_items - 1, 1))
