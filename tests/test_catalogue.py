@@ -184,13 +184,12 @@ def test_items_attached_later_and_shown(cli, tmp_path):
     # refused before anything changes: a wrong column, flags without a file
     snapshot = tree(tmp_path)
     for args, flag in [((products, "--items-id-col", "SKU"), "--items-id-col"),
-                       ((products,), "--items-id-col"),
+                       ((log, "--items-name-col", "title"), "--items-name-col"),
                        (("--items-name-col", "product"), "--items-name-col")]:
         code, _, err = cli("items", model, *args, cwd=tmp_path)
         assert code == 2 and flag in err and "Traceback" not in err, err
     assert tree(tmp_path) == snapshot
-    code, out, err = cli("items", model, products, "--items-id-col", "sku", "--items-name-col", "product",
-                         cwd=tmp_path)
+    code, out, err = cli("items", model, products, "--items-name-col", "product", cwd=tmp_path)  # ids: sku, as fitted
     assert code == 0, err
     assert "40 of 40 model items" in err and "sku-999" in err and "'price'" in err  # counted, said
     assert resolve_version(model) != version

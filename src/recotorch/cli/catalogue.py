@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from recotorch.cli.common import out, warn
+from recotorch.cli.common import model_schema, out, warn
 from recotorch.data.catalogue import Catalogue, attach, item_names, read_catalogue
 from recotorch.data.vocab import Vocab
 from recotorch.errors import OptionError
@@ -22,7 +22,8 @@ ItemsFile = Annotated[Path | None, typer.Option(
     "--items", help="Item catalogue stored with the model (CSV, TSV, Parquet, or MovieLens u.item): an id "
                     "column, a name column, any category/tag columns (several values as 'a|b').")]
 ItemsIdCol = Annotated[str | None, typer.Option(
-    "--items-id-col", help="Catalogue column of item ids (default: 'id', else the --item-col name).")]
+    "--items-id-col", help="Catalogue column of item ids (default: 'id', else the interactions' item column "
+                           "name: --item-col, or the model's).")]
 ItemsNameCol = Annotated[str | None, typer.Option(
     "--items-name-col", help="Catalogue column of item names (default: 'name', else 'title'; none if neither).")]
 ItemsCategoryCol = Annotated[list[str] | None, typer.Option(
@@ -74,8 +75,11 @@ def items(
             if value:
                 raise OptionError(flag, "goes with a catalogue FILE to attach")
         return _show(load(model_dir), model_dir, top)
-    catalogue = read_catalogue(file, id_col=id_col, name_col=name_col, category_cols=category_col)
     model = load(model_dir)
+    schema = model_schema(model, model_dir)
+    item_col = schema.columns().get("item") if schema is not None else None
+    catalogue = read_catalogue(file, id_col=id_col, name_col=name_col, category_cols=category_col,
+                               item_col=item_col if isinstance(item_col, str) else "item")
     model.item_features_ = attached_features(catalogue, model.item_features_, model.items_)
     save(model, model_dir)
     out.print(f"attached {file} to {model_dir}", highlight=False, soft_wrap=True)
