@@ -7,10 +7,30 @@ from typing import Annotated
 
 import typer
 
-from recotorch.cli import boundary, catalogue, explain, quickstart, ranking, rating, serve, split, synth, verbosity
+from recotorch.cli import boundary, verbosity
+from recotorch.cli.lazy import verb_group
+from recotorch.core import threads as thread_policy
+
+# verb -> (module in recotorch.cli, function): a verb's module is imported only when it runs
+VERBS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "quickstart"),
+    "fit": ("rating", "fit"),
+    "options": ("rating", "options"),
+    "predict": ("rating", "predict"),
+    "evaluate": ("rating", "evaluate"),
+    "lr-find": ("rating", "lr_find"),
+    "recommend": ("ranking", "recommend"),
+    "similar": ("ranking", "similar"),
+    "explain": ("explain", "explain"),
+    "serve": ("serve", "serve"),
+    "synth": ("synth", "synth"),
+    "split": ("split", "split"),
+    "tune": ("tune", "tune"),
+    "items": ("catalogue", "items"),
+}
 
 app = typer.Typer(
-    add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+    cls=verb_group(VERBS), add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Recommender systems in PyTorch: fit, evaluate, recommend, explain, serve.\n\n"
          "Output files are never overwritten unless you pass --overwrite, and never when they are "
          "an input; a model directory (--out of fit) may only be a new or empty folder or an "
@@ -37,8 +57,14 @@ def _options(
                                        help="Only warnings and errors (-qq: errors only); no training progress. "
                                             "By default INFO messages (downloads, reloads, notes) and progress "
                                             "are shown on stderr.")] = 0,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, envvar="RECOTORCH_THREADS", show_default=False,
+        help="CPU threads for torch and the compiled kernels. Default: every core for large computations, one "
+             "for training steps and data preparation too small to split, which keeps fits fast on a busy "
+             "machine.")] = None,
 ) -> None:
     boundary.DEBUG = debug
+    thread_policy.set_threads(threads)
     if verbose and quiet:
         from recotorch.errors import OptionError
 
@@ -46,21 +72,7 @@ def _options(
     verbosity.setup(verbose, quiet)
 
 
-app.command("quickstart")(quickstart.quickstart)
-app.command("fit")(rating.fit)
-app.command("options")(rating.options)
-app.command("predict")(rating.predict)
-app.command("evaluate")(rating.evaluate)
-app.command("lr-find")(rating.lr_find)
-app.command("recommend")(ranking.recommend)
-app.command("similar")(ranking.similar)
-app.command("explain")(explain.explain)
-app.command("serve")(serve.serve)
-app.command("synth")(synth.synth)
-app.command("split")(split.split)
-app.command("items")(catalogue.items)
-
-
 def main() -> None:
     """Entry point of `recotorch` and `python -m recotorch`: every verb behind one error boundary."""
+    thread_policy.prepare_process()  # before a verb imports torch
     sys.exit(boundary.run(app))

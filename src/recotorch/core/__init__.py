@@ -1,37 +1,32 @@
-"""The lowest layer: top-k with its one tie rule, devices and seeding, and the shared maths of models.
+"""The lowest layer: top-k with its one tie rule, devices and seeding, the thread policy, and the shared
+maths of models.
 
 Nothing here imports another recotorch package (except `recotorch.errors`), so every layer may use it.
+The names below load their module on first use, so that importing one light module of `core`
+(`core.threads`, before torch is imported) does not import torch.
 """
 
-from recotorch.core.device import resolve_device, seeded, tensor_device
-from recotorch.core.maths import (
-    LOGIT_EPS,
-    als_solve,
-    auto_range_data_scale,
-    auto_rating_range,
-    logit_targets,
-    pad_rows,
-    ridge_fold_in,
-    ridge_solve,
-    squash,
-)
-from recotorch.core.retrieval import RetrievalVectors
-from recotorch.core.topk import largest, top_k
+from __future__ import annotations
 
-__all__ = [
-    "LOGIT_EPS",
-    "RetrievalVectors",
-    "als_solve",
-    "auto_range_data_scale",
-    "auto_rating_range",
-    "largest",
-    "logit_targets",
-    "pad_rows",
-    "resolve_device",
-    "ridge_fold_in",
-    "ridge_solve",
-    "seeded",
-    "squash",
-    "tensor_device",
-    "top_k",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "resolve_device": "device", "seeded": "device", "tensor_device": "device",
+    "LOGIT_EPS": "maths", "als_solve": "maths", "auto_range_data_scale": "maths", "auto_rating_range": "maths",
+    "logit_targets": "maths", "pad_rows": "maths", "ridge_fold_in": "maths", "ridge_solve": "maths",
+    "squash": "maths",
+    "RetrievalVectors": "retrieval",
+    "largest": "topk", "top_k": "topk",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

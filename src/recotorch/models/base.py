@@ -25,9 +25,11 @@ that stands for "liked" in a history without ratings).
 
 from __future__ import annotations
 
+import importlib
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -37,6 +39,7 @@ import polars as pl
 import torch
 
 from recotorch.core.retrieval import RetrievalVectors
+from recotorch.core.threads import preparation_threads, torch_threads
 from recotorch.core.topk import top_k
 from recotorch.data.interactions import CSR, Interactions
 from recotorch.data.vocab import Vocab
@@ -251,14 +254,17 @@ class Estimator(ABC):
         if len(train) == 0:
             raise ValueError("cannot fit on empty interactions")
         self.check_params()
-        train = train.compact()
-        self.users_, self.items_ = train.users, train.items
-        self.seen_ = train.to_csr()
-        self.item_features_ = train.item_features
-        self.user_features_ = train.user_features
-        if valid is not None:
-            valid, _ = valid.reindex(self.users_, self.items_)
-        self._fit(train, valid)
+        with torch_threads(preparation_threads(len(train))):  # the thread policy: recotorch.core.threads
+            train = train.compact()
+            self.users_, self.items_ = train.users, train.items
+            self.seen_ = train.to_csr()
+            self.item_features_ = train.item_features
+            self.user_features_ = train.user_features
+            if valid is not None:
+                valid, _ = valid.reindex(self.users_, self.items_)
+        # a gradient model's own work outside its training loop (biases, orders) is data preparation too
+        with torch_threads(preparation_threads(len(train))) if self.supports("train_epochs") else nullcontext():
+            self._fit(train, valid)
         return self
 
     @property
@@ -493,6 +499,8 @@ def register_storage(save: Callable[[Estimator, str | Path], Path], load: Callab
 
 
 def _storage() -> tuple[Callable[[Estimator, str | Path], Path], Callable[[str | Path], Estimator]]:
-    if not _STORAGE:  # `import recotorch` (run before any submodule) imports artifacts, which registers
+    if not _STORAGE:  # artifacts registers itself when imported; loaded by name so models never import it
+        importlib.import_module("recotorch.artifacts")
+    if not _STORAGE:
         raise RuntimeError("no model storage registered: import recotorch.artifacts")
     return _STORAGE[0]

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from recotorch.core.device import resolve_device, seeded
-from recotorch.train import distributed
+from recotorch.core.threads import torch_threads, training_threads
+from recotorch.train import distributed, lazy_dynamo
 from recotorch.train.config import TrainConfig
 from recotorch.train.optimizers import make_optimizer
 from recotorch.train.ordering import UserBlocks
@@ -113,6 +114,13 @@ class Trainer:
         batches (`BatchSource`, single process); `param_groups` (torch's form, e.g. a learning rate
         of its own for some parameters) replaces `module.parameters()` in the optimiser.
         """
+        with lazy_dynamo.deferred():  # no 0.8 s import of torch._dynamo for the optimiser's bookkeeping
+            return self._fit(module, batch_loss, data, validate, fused_step=fused_step, batches=batches,
+                             param_groups=param_groups)
+
+    def _fit(self, module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tensor],
+             validate: Validate | None, *, fused_step: FusedStep | None, batches: BatchSource | None,
+             param_groups: ParamGroups | None) -> History:
         cfg = self.config
         self.device = distributed.setup(self.device)
         module.to(self.device)
@@ -146,7 +154,9 @@ class Trainer:
                 for _ in batches(epoch, skip=True):
                     pass
         bar = EpochProgress(enabled=cfg.progress, total_epochs=cfg.epochs, steps=n_batches)
-        with bar:
+        threads = training_threads(step_work(module, data, cfg.batch_size), n,
+                                   compiled=batches is None and self._can_fuse(fused_step))
+        with torch_threads(threads), bar:  # the thread policy: recotorch.core.threads
             for epoch in range(start, cfg.epochs):
                 if history.stopped_early:
                     break
@@ -325,6 +335,16 @@ def _make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
                                                    pct_start=pct, cycle_momentum=momentum)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def step_work(module: nn.Module, data: dict[str, torch.Tensor], batch_size: int) -> float:
+    """Multiply-adds of one training step, roughly: rows x positions per row (sequence models) x
+    (the width of each embedding table, of which a row reads one row, + every other parameter), x 3
+    for the forward and backward passes. Only its size class matters (`training_threads`)."""
+    tables = {id(layer.weight) for layer in module.modules() if isinstance(layer, (nn.Embedding, nn.EmbeddingBag))}
+    width = sum(p.shape[-1] if id(p) in tables else p.numel() for p in module.parameters())
+    positions = max((math.prod(v.shape[1:]) for v in data.values()), default=1)
+    return 3.0 * batch_size * positions * width
 
 
 def _common_length(data: dict[str, torch.Tensor]) -> int:
