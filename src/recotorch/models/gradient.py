@@ -27,6 +27,7 @@ TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 LATER_FIELDS = {"grad_accum": 1, "schedule": "one_cycle", "pct_start": 0.25}
 # ... and those some models gained when their hyper-parameters became one `Config` over `TrainConfig`
 GAINED_FIELDS = {"optimizer": "adamw", "amp": False, "shuffle": "random"}
+BASELINE_PASSES = 10  # alternating passes of the bias baseline that answers unknown ids
 
 
 class GradientEstimator(Estimator):
@@ -144,34 +145,28 @@ class GradientEstimator(Estimator):
                                            "best_epoch": h.get("best_epoch")})
 
 
-class RatingModel(GradientEstimator):
-    """A gradient model of explicit ratings: MSE loss, and a bias baseline for unknown ids."""
+class RatingLoss:
+    """What every gradient model of explicit ratings shares: the bias baseline and rating range fitted
+    before training, the (user, item, rating) training tensors, MSE per batch, RMSE on validation.
 
-    task = "rating"
+    A mixin for `GradientEstimator` subclasses (`RatingModel`, `HybridRatingMF`); it needs `module_`
+    scoring (user_idx, item_idx) pairs and `rating_range` among the model's parameters.
+    """
 
-    def _prepare(self, train: Interactions) -> None:
-        if train.rating is None:
-            raise ValueError(f"{type(self).__name__} predicts ratings; these interactions have none "
-                             "(use an implicit-feedback model, or name the rating column)")
-        self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
-        self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
-        self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
-
-    rating_range: Any = "auto"
+    module_: nn.Module
+    module_device: torch.device
+    rating_range: Any
+    baseline_: tuple[float, torch.Tensor, torch.Tensor] | None = None
+    rating_range_: tuple[float, float] | None = None
     rating_scale_: tuple[float, float] | None = None  # lo..hi of the training ratings
 
-    def cold_scores(self) -> torch.Tensor:
-        """The bias-adjusted item mean (clamped to the rating range)."""
-        return baseline_cold_scores(self.baseline_, self.rating_range_)
-
-    def liked_rating(self) -> float | None:
-        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
-
-    def rating_scale(self) -> tuple[float, float] | None:
-        return self.rating_scale_
-
-    def output_range(self) -> tuple[float, float] | None:
-        return self.rating_range_
+    def _prepare_ratings(self, train: Interactions, missing: str) -> None:
+        """Fit the bias baseline (unknown ids) and resolve the sigmoid's range; `missing`: the error without ratings."""
+        if train.rating is None:
+            raise ValueError(missing)
+        self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=BASELINE_PASSES)
+        self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
+        self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
 
     def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
         return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
@@ -183,6 +178,31 @@ class RatingModel(GradientEstimator):
         dev = self.module_device
         pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
         return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
+
+
+class RatingModel(RatingLoss, GradientEstimator):
+    """A gradient model of explicit ratings: MSE loss, and a bias baseline for unknown ids."""
+
+    task = "rating"
+
+    def _prepare(self, train: Interactions) -> None:
+        self._prepare_ratings(train, f"{type(self).__name__} predicts ratings; these interactions have none "
+                                     "(use an implicit-feedback model, or name the rating column)")
+
+    rating_range: Any = "auto"
+
+    def cold_scores(self) -> torch.Tensor:
+        """The bias-adjusted item mean (clamped to the rating range)."""
+        return baseline_cold_scores(self.baseline_, self.rating_range_)  # type: ignore[arg-type]
+
+    def liked_rating(self) -> float | None:
+        return liked_rating_of(self, self.rating_range, self.rating_range_, self.rating_scale_)
+
+    def rating_scale(self) -> tuple[float, float] | None:
+        return self.rating_scale_
+
+    def output_range(self) -> tuple[float, float] | None:
+        return self.rating_range_
 
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         mean, user_bias, item_bias = self.baseline_

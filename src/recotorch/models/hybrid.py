@@ -29,20 +29,20 @@ from recotorch.data.sampling import NegativeSampler
 from recotorch.data.vocab import Vocab
 from recotorch.errors import OptionError
 from recotorch.models.base import Recommendations, register
-from recotorch.models.baselines import fit_biases, partial_bias
+from recotorch.models.baselines import partial_bias
 from recotorch.models.gradient import (
     GAINED_FIELDS,
     LATER_FIELDS,
     GradientEstimator,
+    RatingLoss,
     baseline_cold_scores,
     liked_rating_of,
-    resolve_rating_range,
 )
 from recotorch.models.itemknn import distinct_pairs
 from recotorch.models.mf import RatingRange
 from recotorch.models.priors import FactorFoldIn
 from recotorch.train.config import TrainConfig, Tune, int_range, param
-from recotorch.train.losses import bce_loss, mse_loss
+from recotorch.train.losses import bce_loss
 
 __all__ = ["HybridMF", "HybridNet", "HybridRankingMF", "HybridRatingMF", "item_tokens", "user_tokens"]
 
@@ -318,31 +318,16 @@ class HybridMF(GradientEstimator):
 
 
 
-class HybridRatingMF(FactorFoldIn, HybridMF):
+class HybridRatingMF(RatingLoss, FactorFoldIn, HybridMF):
     """`HybridMF` for ratings: MSE on a sigmoid onto the rating range, bias-baseline fallback for unknown
-    ids, and the rating factor models' fold-in of new users."""
+    ids, and the rating factor models' fold-in of new users (training tensors and losses: `RatingLoss`)."""
 
     task = "rating"
     CAPABILITIES = HybridMF.CAPABILITIES | {"fold_in"}
 
     def _prepare(self, train: Interactions) -> None:
-        if train.rating is None:
-            raise ValueError("task='rating' needs ratings; use task='ranking' for implicit feedback")
-        self.baseline_ = fit_biases(train, reg_user=15.0, reg_item=10.0, n_iters=10)
-        self.rating_range_ = resolve_rating_range(self.rating_range, train.rating)
-        self.rating_scale_ = (float(train.rating.min()), float(train.rating.max()))
+        self._prepare_ratings(train, "task='rating' needs ratings; use task='ranking' for implicit feedback")
         super()._prepare(train)
-
-    def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
-        return {"user_idx": train.user_idx, "item_idx": train.item_idx, "rating": train.rating}  # type: ignore[dict-item]
-
-    def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return mse_loss(self.module_(batch["user_idx"], batch["item_idx"]), batch["rating"])
-
-    def _valid_loss(self, valid: Interactions) -> float:
-        dev = self.module_device
-        pred = self.module_(valid.user_idx.to(dev), valid.item_idx.to(dev))
-        return float(mse_loss(pred, valid.rating.to(dev)).sqrt())  # type: ignore[union-attr]
 
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         if self.baseline_ is None:

@@ -10,16 +10,23 @@ from torch import nn
 
 from recotorch.core.maths import squash
 from recotorch.core.retrieval import RetrievalVectors
+from recotorch.data.interactions import Interactions
 from recotorch.models.base import NewRows, register
 from recotorch.models.gradient import RatingModel
 from recotorch.models.priors import FactorFoldIn
-from recotorch.train.config import TrainConfig, int_range, log_uniform, param
+from recotorch.train.config import OptimizerName, TrainConfig, int_range, log_uniform, param
 from recotorch.train.fast_mf import FusedDotBiasStep
+from recotorch.train.ordering import ShuffleName
 
 RatingRange = tuple[float, float] | Literal["auto"] | None
-# tuned on ml-100k (RMSE ~0.904 in ~0.3 s) and checked on a 20M-row synthetic log (docs/scale.md)
+# the defaults: tuned on ml-100k (RMSE ~0.904 in ~0.3 s) and checked on a 20M-row synthetic log (docs/scale.md)
 FAST_SETTINGS: dict[str, Any] = {"optimizer": "rowwise_adagrad", "batch_size": 8192, "lr": 0.1,
                                  "weight_decay": 0.1, "epochs": 5, "shuffle": "user_blocks"}
+# samples per fit (rows x epochs) from which the compiled step pays for loading Numba (measured on ml-100k)
+COMPILE_MIN_SAMPLES = 3_000_000
+# the course's recipe (AdamW, one-cycle to 1e-2, decoupled weight decay 0.5): the generic Trainer path, RMSE ~0.907
+COURSE_SETTINGS: dict[str, Any] = {"optimizer": "adamw", "batch_size": 1024, "lr": 1e-2, "weight_decay": 0.5,
+                                   "epochs": 5, "shuffle": "random"}
 
 
 class DotBias(nn.Module):
@@ -73,19 +80,21 @@ class DotBias(nn.Module):
 class MatrixFactorization(FactorFoldIn, RatingModel):
     """Users and items as `dim`-dimensional vectors plus biases; rating = sigmoid-squashed dot.
 
-    The defaults (50 factors, batches of 1024, one-cycle to lr 1e-2, decoupled weight decay 0.5,
-    5 epochs) reach RMSE ~0.907 on a random 80/20 split of ml-100k in about half a second of
-    training on 2 CPU cores. `rating_range="auto"` maps 1-5 stars to (0, 5.5) as in the course.
+    The defaults (`FAST_SETTINGS`: 50 factors, row-wise Adagrad on sparse gradients at lr 0.1,
+    batches of 8192 in user-block order, weight decay 0.1, 5 epochs) reach RMSE ~0.904 on a random
+    80/20 split of ml-100k; on CPU with Numba installed and at least `COMPILE_MIN_SAMPLES` rows x
+    epochs each step is the compiled kernel of `recotorch.train.mf_kernel`, elsewhere (small logs, a
+    GPU, no Numba) the same arithmetic in tensor ops (`train.fast_mf`). The course's recipe,
+    `MatrixFactorization.course()` (`COURSE_SETTINGS`: AdamW, one-cycle to lr 1e-2, decoupled weight
+    decay 0.5, batches of 1024), trains through the generic Trainer path (autograd + optimiser):
+    RMSE ~0.907. What switches to the generic path:
+    `optimizer="adamw"` or "sparse_adam", `amp=True` (bfloat16 autocast, for GPUs),
+    `grad_accum > 1`, and torchrun with more than one process. `rating_range="auto"` maps 1-5 stars
+    to (0, 5.5) as in the course.
 
-    `optimizer="rowwise_adagrad"` (or "sparse_adam") trains with sparse embedding gradients,
-    touching only the rows of each batch: the way to train on millions of rows, with large
-    batches. `MatrixFactorization.fast()` gives settings tuned for it (row-wise Adagrad, batches
-    of 8192, `shuffle="user_blocks"`, and on CPU the compiled step of `recotorch.train.mf_kernel`
-    when Numba is installed); `amp=True` runs the forward pass under bfloat16 autocast (for GPUs).
-
-    >>> model = MatrixFactorization(dim=50, epochs=5).fit(train, valid=test)
+    >>> model = MatrixFactorization(dim=50).fit(train, valid=test)
     >>> model.predict([196], [242]).values
-    >>> big = MatrixFactorization.fast(dim=64).fit(twenty_million_rows)
+    >>> course = MatrixFactorization.course().fit(train)
     """
 
     name = "mf"
@@ -100,22 +109,45 @@ class MatrixFactorization(FactorFoldIn, RatingModel):
             "auto", help='(lo, hi) the sigmoid maps onto; "auto" from the data (1-5 stars: 0-5.5); None: no squash')
         init_std: float = param(0.01, gt=0, help="standard deviation of the initial factors",
                                 tune=log_uniform(1e-3, 0.3))
+        optimizer: OptimizerName = "rowwise_adagrad"  # FAST_SETTINGS, the defaults
+        batch_size: int = 8192
+        lr: float = 0.1
+        weight_decay: float = 0.1
+        shuffle: ShuffleName = "user_blocks"
 
     @classmethod
     def fast(cls, **params: Any) -> MatrixFactorization:
-        """Settings for large logs: row-wise Adagrad on sparse gradients with large batches
-        (`FAST_SETTINGS`); any hyper-parameter may be overridden."""
+        """The fast settings (`FAST_SETTINGS`, the defaults since they won on ml-100k and at scale), whatever a
+        subclass's defaults are; any hyper-parameter may be overridden."""
         return cls(**{**FAST_SETTINGS, **params})
+
+    @classmethod
+    def course(cls, **params: Any) -> MatrixFactorization:
+        """The course's recipe (`COURSE_SETTINGS`: AdamW, one-cycle, batches of 1024) on the generic Trainer
+        path; any hyper-parameter may be overridden."""
+        return cls(**{**COURSE_SETTINGS, **params})
+
+    def uses_kernel(self) -> bool:
+        """Whether `fit` takes the fused step (row-wise Adagrad; compiled on CPU with Numba, else tensor ops)
+        rather than autograd + optimiser (in the Trainer also: no amp, no accumulation, one process)."""
+        return self.optimizer == "rowwise_adagrad"
 
     def _build_module(self, n_users: int, n_items: int) -> DotBias:
         return DotBias(n_users, n_items, self.dim, self.rating_range_, self.init_std, sparse=self.sparse_gradients)
 
+    def _prepare(self, train: Interactions) -> None:
+        super()._prepare(train)
+        self._samples = len(train) * self.epochs
+
     def _fused_step(self) -> FusedDotBiasStep | None:
-        if self.optimizer != "rowwise_adagrad":
+        if not self.uses_kernel():
             return None
         m = self.module_
+        # loading Numba and its compiled kernel costs ~0.6 s of CPU, more than the tensor step spends on a
+        # small log (80k ratings x 5 epochs: ~0.15 s); the same arithmetic either way
+        compiled = getattr(self, "_samples", COMPILE_MIN_SAMPLES) >= COMPILE_MIN_SAMPLES
         step = FusedDotBiasStep(m.user_factors.weight, m.item_factors.weight, m.user_bias.weight,
-                                m.item_bias.weight, self.rating_range_)
+                                m.item_bias.weight, self.rating_range_, compiled=compiled)
         step.prepare()
         return step
 
