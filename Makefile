@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(if $(TORCH_SPEC),$(BIN)/pip install "$(TORCH_SPEC)")
-	$(BIN)/pip install -e ".[serve,dev]"
+	$(BIN)/pip install -e ".[serve,tune,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
