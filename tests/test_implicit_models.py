@@ -240,5 +240,5 @@ def test_to_implicit_needs_ratings_to_threshold():
     with pytest.raises(ValueError, match="weights"):
         to_implicit(_ratings(), weights="log")  # type: ignore[arg-type]
     assert to_implicit(replace(_ratings(), rating=None, value_sum=None), weights="sum").rating.tolist() == [
-        1.0, 1.0, 1.0, 2.0, 1.0]  # without values each row counts 1
+        1.0, 1.0, 2.0, 1.0, 1.0]  # without values each row counts 1
     assert len(to_implicit(replace(_ratings(), rating=None, value_sum=None))) == 5

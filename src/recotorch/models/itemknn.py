@@ -208,9 +208,13 @@ class ItemItemModel(Estimator):
             return self._propagate(vectors.to_sparse().to(self.torch_device)).cpu()
 
     def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
-        """Scores use the merged seen sets; new items get no links until a refit."""
+        """Scores use the merged seen sets (new rows count 1); new items get no links until a refit."""
         if self.n_items > rows.old_items:
             self._grow_items(rows.old_items)
+        if self.profile_ is not None and self.profile_.n_rows < self.n_users:  # new users: empty profile rows
+            p = self.profile_
+            pad = p.indptr[-1:].expand(self.n_users - p.n_rows)
+            self.profile_ = CSR(torch.cat([p.indptr, pad]), p.indices, p.values)
 
     @abstractmethod
     def _grow_items(self, old_items: int) -> None:
