@@ -104,6 +104,13 @@ def test_tsv_named_txt_or_data_is_sniffed_not_read_with_commas(tmp_path):
             read_interactions(path, timestamp=None)
 
 
+def test_tabs_in_varying_numbers_beside_another_candidate_are_not_guessed(tmp_path):
+    path = write(tmp_path / "r.txt", "user;item\tx\n1;2\t\t\n3;4\t\n")
+    with pytest.raises(DataError, match=r"cannot tell the field separator.*--sep SEP"):
+        read_interactions(path, flags={"sep": "--sep"})
+    assert len(read_interactions(path, sep=";", item=1, rating=None, timestamp=None)) == 2
+
+
 def test_flags_name_the_options_in_messages(tmp_path):
     flags = {"user": "--user-col", "rating": "--rating-col", "sep": "--sep", "has_header": "--no-header"}
     path = write(tmp_path / "r.csv", "usr,item,stars\n1,2,3\n")

@@ -567,13 +567,17 @@ def _sniff(path: Path, head: str, flags: Mapping[str, str] | None = None) -> str
     if len(head) >= 1 << 16:
         lines = lines[:-1] or lines  # the last line may be cut short
     counts = {cand: [ln.count(cand) for ln in lines[:50]] for cand in _SNIFF_ORDER}
+    option = _flag(flags, "sep")
     for cand, seen in counts.items():  # the same number on every line, else on every line at all
         if min(seen) > 0 and len(set(seen)) == 1:
+            if cand != "\t" and min(counts["\t"]) > 0:  # tabs on every line, in varying numbers: say so
+                how = f"{option} SEP" if option.startswith("--") else f"{option}=..."
+                raise DataError(path, f"cannot tell the field separator: tabs and {cand!r} are on every line; "
+                                      f"give it ({how})", line=1)
             return cand
     for cand, seen in counts.items():
         if min(seen) > 0:
             return cand
-    option = _flag(flags, "sep")
     raise DataError(path, f"cannot tell the field separator; {'give' if option.startswith('--') else 'pass'} "
                           f"{option}{' SEP' if option.startswith('--') else '=...'}", line=1)
 
