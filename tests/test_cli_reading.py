@@ -187,6 +187,12 @@ def test_flags_override_the_stored_schema(cli, udata, tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = pl.read_csv(proc.stdout.encode())
     assert got["user"].to_list() == [int(r[0]) for r in first] and got["known"].all()
+    # a header line in a file read without one (as the model's training file) is said, not answered
+    (tmp_path / "named.tsv").write_text("user\titem\n" + "".join(f"{r[0]}\t{r[1]}\n" for r in first))
+    proc = cli("predict", model_dir, "named.tsv", "--out", "-", cwd=tmp_path)
+    assert proc.returncode == 2 and "named.tsv, line 1" in proc.stderr and "--header" in proc.stderr
+    proc = cli("predict", model_dir, "named.tsv", "--header", "--out", "-", cwd=tmp_path)
+    assert proc.returncode == 0 and pl.read_csv(proc.stdout.encode())["known"].all()
 
 
 def test_recommend_users_file_is_read_like_the_training_file(cli, udata, tmp_path):

@@ -83,6 +83,7 @@ class Reading:
     sep: str | None
     has_header: bool
     flags: dict[str, str]
+    header_from_model: bool = False  # no header line because the model's training file had none
 
     def layout(self) -> dict[str, Any]:
         return {"sep": self.sep, "has_header": self.has_header, "format": self.format, "flags": self.flags}
@@ -119,15 +120,16 @@ def reading(path: Path, roles: dict[str, str | None], *, sep: str | None = None,
     sep = parse_sep(sep)
     kind, _ = file_layout(path, sep=sep, format=fmt, flags=flags)
     text = kind in ("csv", "tsv", "text")
+    from_model = False
     if schema is not None and text:
         if sep is None and fmt is None and kind == "text" and schema.format in ("csv", "tsv", "text"):
             sep = schema.sep
         if header is None:
-            header = schema.has_header
-    has_header = True if header is None else header
-    if header is not None and not text:
+            header, from_model = schema.has_header, not schema.has_header
+    elif header is not None and not text:
         raise OptionError("--header" if header else "--no-header",
                           f"{path} is {'Parquet' if kind == 'parquet' else 'JSON Lines'}, whose columns are named")
+    has_header = True if header is None else header
     names = file_columns(path, sep=sep, has_header=has_header, format=fmt, flags=flags)
     stored = schema.columns() if schema is not None else {}
     columns: dict[str, str | int | None] = {}
@@ -152,7 +154,7 @@ def reading(path: Path, roles: dict[str, str | None], *, sep: str | None = None,
                                     f"position, e.g. {flag} {list(roles).index(role)}")
         absent = col is not None and (col not in names if isinstance(col, str) else col >= len(names))
         columns[role] = None if absent and role in optional else col
-    return Reading(path, columns, fmt, sep, has_header, flags)
+    return Reading(path, columns, fmt, sep, has_header, flags, header_from_model=from_model)
 
 
 def _column(path: Path, flag: str, value: str, names: list[str], has_header: bool, kind: str) -> str | int:
@@ -186,6 +188,13 @@ def read_ids(r: Reading) -> pl.DataFrame:
     frame = read_columns(r.path, wanted, **r.layout())  # type: ignore[arg-type]
     if frame.is_empty():
         raise InputFileError(f"{r.path}: has no rows (expected ids in column(s) {list(wanted.values())})")
+    if r.header_from_model and frame.height > 1:  # a header line read as ids: said, not answered
+        for col in frame.iter_columns():
+            rest = col.slice(1)
+            if col.dtype == pl.String and not col[0].lstrip("-").isdigit() and rest.str.contains(r"^-?\d+$").all():
+                raise InputFileError(f"{r.path}, line 1: {col[0]!r} looks like a column name, but the model's "
+                                     "training file had no header line, so this file is read without one; "
+                                     "pass --header (and name the columns)")
     return frame
 
 
