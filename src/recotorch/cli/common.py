@@ -29,7 +29,7 @@ out = Console()
 T = TypeVar("T")
 
 _POSITIONS = " A name, or a 0-based position (--user-col 0) in a file without a header."
-_FROM_MODEL = " Default: as the model was fitted, else "
+_FROM_MODEL = " Default (commands on a model): as its training file was read, else "
 UserCol = Annotated[str | None, typer.Option("--user-col", help="Column of user ids." + _POSITIONS
                                              + _FROM_MODEL + "user.", show_default=False)]
 ItemCol = Annotated[str | None, typer.Option("--item-col", help="Column of item ids." + _FROM_MODEL + "item.",
