@@ -392,6 +392,8 @@ CASES = [
          ("--user-col",)),
     Case("missing column: closest name and flag", fit_opts("--user-col", "usr"), ("--user-col", "did you mean 'user'")),
     Case("missing --rating-col", fit_opts("--rating-col", "stars"), ("--rating-col", "stars")),
+    Case("Latin-1 bytes: no Python keyword in the hint", fit_file("lat.csv", HEADER.encode() + b"1,\xe9t\xe9,4,1\n"),
+         ("lat.csv", "line 2", "iconv")),
     Case("headerless file read with a header", fit_file("u.data", "1\t2\t3\t4\n5\t6\t7\t8\n"),
          ("u.data", "--no-header")),
     Case("predict --input-format bogus", with_model("predict", "p.csv", "--out", "o.csv", "--input-format", "x",

@@ -457,7 +457,7 @@ def _read_text(src: _Source, wanted: dict, *, sep: str | None, has_header: bool,
         else:
             frame = _read_multichar(path, source, sep, has_header, positions, n_fields, locate)
     except (pl.exceptions.PolarsError, UnicodeDecodeError, _PANIC) as exc:
-        raise _diagnose(src, codec, encoding, sep, header, n_fields, names, positions, exc) from None
+        raise _diagnose(src, codec, encoding, sep, header, n_fields, names, positions, exc, flags) from None
     blank: list[int] = []
     all_null = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b"))["b"] if frame.width else None
     if all_null is not None and all_null.any():
@@ -602,7 +602,8 @@ def _read_multichar(path: Path, source: str | bytes, sep: str, has_header: bool,
 
 
 def _diagnose(src: _Source, codec: str, encoding: str, sep: str, header: list[str] | None,
-              n_fields: int, names: dict, positions: dict, exc: BaseException) -> DataError:
+              n_fields: int, names: dict, positions: dict, exc: BaseException,
+              flags: Mapping[str, str] | None = None) -> DataError:
     """After a failed read: name the first undecodable byte, or overlong record, by line."""
     path, file = src.path, src.file
     if found := first_undecodable(file, codec):
@@ -611,6 +612,8 @@ def _diagnose(src: _Source, codec: str, encoding: str, sep: str, header: list[st
         by_pos = {pos: names[role] for role, pos in positions.items()}
         column = by_pos.get(field) or (header[field] if header and 0 <= field < len(header) else None)
         hint = ' (is it Latin-1? pass encoding="latin1")' if codec == "utf-8" else ""
+        if hint and flags and "encoding" not in flags:  # a caller without an encoding option (the CLI)
+            hint = " (is it Latin-1? convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8 FILE > NEW)"
         return DataError(path, f"cannot decode byte 0x{byte:02x} as {encoding!r}{hint}",
                          line=line, column=column)
     if len(sep) == 1 and (long := first_long_record(file, n_fields, sep=sep, encoding=codec)):
