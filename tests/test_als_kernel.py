@@ -7,6 +7,8 @@ import polars as pl
 import pytest
 import torch
 
+import recotorch as rt
+from recotorch.artifacts import save
 from recotorch.core.maths import als_solve, pad_rows
 from recotorch.data.interactions import Interactions, build_csr
 from recotorch.errors import OptionError
@@ -94,3 +96,12 @@ def test_negative_weights_are_refused():
     negative = Interactions(data.user_idx, data.item_idx, data.users, data.items, rating=-data.rating)
     with pytest.raises(OptionError, match="weights >= 0"):
         ImplicitALS(dim=4, iterations=1).fit(negative)
+
+
+def test_the_scale_is_saved_with_the_model(tmp_path):
+    model = ImplicitALS(dim=6, iterations=2, reg=1.0).fit(_play_counts(1000.0))
+    save(model, tmp_path / "als")
+    loaded = rt.load(tmp_path / "als")
+    assert loaded.weight_scale_ == pytest.approx(model.weight_scale_) and model.weight_scale_ > 1000
+    hist, values = torch.tensor([[0, 3, 5]]), torch.tensor([[2000.0, 4000.0, 1000.0]])
+    torch.testing.assert_close(loaded.fold_in(hist, values), model.fold_in(hist, values))
