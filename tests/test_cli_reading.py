@@ -155,7 +155,8 @@ def test_evaluate_warns_about_test_rows_seen_in_training_and_strict_refuses(cli,
     assert overlap >= 500
     proc = cli("evaluate", "m", "test.tsv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert f"{overlap:,} of {len(test):,} test rows" in proc.stderr and "warning" in proc.stderr
+    assert f"{overlap:,} of the {len(test):,} (user, item) pairs of test.tsv" in proc.stderr
+    assert "warning" in proc.stderr
     proc = cli("evaluate", "m", "test.tsv", "--strict", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and f"{overlap:,} of {len(test):,}" in proc.stderr

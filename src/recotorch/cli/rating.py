@@ -403,7 +403,7 @@ def _check_overlap(model: Estimator, test_data: Interactions, test: Path, strict
     if not n_overlap:
         return
     share = n_overlap / len(test_data)
-    what = (f"{n_overlap:,} of {len(test_data):,} test rows ({share:.1%}) in {test} are (user, item) pairs the "
+    what = (f"{n_overlap:,} of the {len(test_data):,} (user, item) pairs of {test} ({share:.1%}) are pairs the "
             "model was trained on")
     if strict:
         raise InputFileError(f"{what} (--strict); hold them out of training, e.g. with `recotorch split`")
