@@ -15,7 +15,7 @@ import torch
 from recotorch.artifacts import load
 from recotorch.data import splits
 from recotorch.data.interactions import Interactions
-from recotorch.data.sequences import PAD, from_padded, to_sequences
+from recotorch.data.sequences import PAD, Sequences, from_padded, to_sequences
 from recotorch.errors import UnknownIdError
 from recotorch.models import make_model
 from recotorch.models.sequential.protocol import next_item_metrics
@@ -68,6 +68,52 @@ def test_windows_give_every_transition_once(chains):
     assert int(transitions.sum()) == int((seqs.lengths() - 1).sum())  # each transition once
     back = from_padded(torch.tensor([[3, -1, 4], [-1, -1, -1]]), 10)
     assert back.row(0).tolist() == [3, 4] and back.row(1).numel() == 0
+
+
+def test_window_prefixes_and_the_history_mask_match_each_windows_history():
+    """`_first_seen` says, for every window position, exactly the items of the user's history before
+    the target (items before the window included), with repeats in the data."""
+    lengths = torch.tensor([0, 1, 2, 7, 13, 4])
+    items = torch.randint(0, 9, (int(lengths.sum()),), generator=torch.Generator().manual_seed(0))
+    indptr = torch.zeros(7, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=indptr[1:])
+    seqs = Sequences(indptr, items, 9)
+    length = 3
+    model = make_model("sasrec", mask_history=True, max_len=length, dim=8, heads=1, blocks=1)
+    model.sequences_, model._n_items, model._flat_cache = seqs, 9, None
+    windows = seqs.windows(length)
+    start, count = seqs.window_prefixes(length)
+    first = model._first_seen({"window": windows, "prefix_start": start, "prefix_count": count}, windows[:, :-1] + 1)
+    users, ends = seqs._window_ends(length)
+    assert (start == indptr[users]).all()
+    checked = 0
+    for w in range(windows.shape[0]):
+        row = seqs.row(int(users[w])).tolist()
+        for t in range(length):
+            if windows[w, t + 1] < 0:
+                continue
+            at = int(ends[w]) - length + t  # the target's place in its row
+            assert row[at] == int(windows[w, t + 1])
+            assert {i for i in range(9) if first[w, i + 1] <= t} == set(row[:at])
+            checked += 1
+    assert checked == int((windows[:, 1:] >= 0).sum()) > 20
+
+
+def test_the_history_mask_drops_seen_negatives_but_never_the_target(chains):
+    model = make_model("sasrec", **{**SEQUENCE_MODELS["sasrec"], "epochs": 1}).fit(chains)
+    model.module_.eval()
+    seqs = model.sequences_
+    windows = seqs.windows(model.max_len)
+    windows[0, -1] = windows[0, -2] = windows[0, -3]  # a repeat: the target also occurs earlier
+    start, count = seqs.window_prefixes(model.max_len)
+    batch = {"window": windows, "prefix_start": start, "prefix_count": count}
+    plain = model._batch_loss(batch)
+    model.mask_history = True
+    masked = model._batch_loss(batch)
+    assert torch.isfinite(masked) and masked < plain  # fewer negatives in every softmax, the target kept
+    for loss in ("sampled", "gbce"):
+        model.loss = loss
+        assert torch.isfinite(model._batch_loss(batch))
 
 
 def test_user_last_holds_out_each_users_last_and_second_to_last(chains):

@@ -51,7 +51,8 @@ def recommend(
     sep: Sep = None,
     header: Header = None,
     input_format: InputFormat = None,
-    include_seen: Annotated[bool, typer.Option(help="Allow items the user already interacted with.")] = False,
+    include_seen: Annotated[bool, typer.Option(help="Allow items the user already interacted with (with "
+                                                    "--history: repeats of the history's items).")] = False,
     fallback: Annotated[str, typer.Option(
         help="For unknown users: 'error', or 'popular' (the most-interacted items, marked source=popular with "
              "their training count in `popularity` and no model score).")] = "error",

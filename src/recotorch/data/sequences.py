@@ -54,21 +54,31 @@ class Sequences:
         out[valid] = self.items[pos[valid]]
         return out
 
-    def windows(self, length: int) -> torch.Tensor:
-        """Training windows (W, length + 1), right-aligned, PAD before: each row of n >= 2 items is cut
-        from its end into pieces of `length` targets (the window ending at n, n - length, ...), every
-        piece carrying the one item before it as the first input, so each transition is a target once."""
+    def _window_ends(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row of each training window (W,), exclusive local end of each window (W,)), as `windows` cuts them."""
         lengths = self.lengths()
         count = torch.where(lengths >= 2, torch.div(lengths - 1 + length - 1, length, rounding_mode="floor"), 0)
         user = torch.repeat_interleave(torch.arange(self.n_users), count)  # (W,)
         first = torch.cumsum(count, 0) - count
         j = torch.arange(user.numel()) - first[user]  # window number from the end
-        end = lengths[user] - j * length  # exclusive local end of each window
+        return user, lengths[user] - j * length
+
+    def windows(self, length: int) -> torch.Tensor:
+        """Training windows (W, length + 1), right-aligned, PAD before: each row of n >= 2 items is cut
+        from its end into pieces of `length` targets (the window ending at n, n - length, ...), every
+        piece carrying the one item before it as the first input, so each transition is a target once."""
+        user, end = self._window_ends(length)
         local = end[:, None] + torch.arange(-length - 1, 0)[None, :]  # (W, length + 1)
         out = torch.full(local.shape, PAD, dtype=torch.int64)
         valid = local >= 0
         out[valid] = self.items[(self.indptr[user][:, None] + local)[valid]]
         return out
+
+    def window_prefixes(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each row of `windows(length)`: (offset into `items` (W,), count (W,)) of the row's items
+        before the window (the history a window's first position already has)."""
+        user, end = self._window_ends(length)
+        return self.indptr[user], (end - length - 1).clamp(min=0)
 
     def select(self, rows: torch.Tensor) -> Sequences:
         """The chosen rows, in the order given."""

@@ -12,6 +12,7 @@ from recotorch.online.foldin import (
     new_user_scores,
     predict_for_new_user,
     recommend_for_new_user,
+    recommend_from_history,
     scores_for_history,
 )
 from recotorch.online.popularity import demographic_popularity, item_counts
@@ -19,4 +20,4 @@ from recotorch.online.updates import update
 
 __all__ = ["cold_scores", "demographic_popularity", "fold_in", "fold_in_indices", "item_counts",
            "new_user_pair_scores", "new_user_scores", "predict_for_new_user", "recommend_for_new_user",
-           "scores_for_history", "update"]
+           "recommend_from_history", "scores_for_history", "update"]

@@ -30,11 +30,12 @@ import polars as pl
 import torch
 
 from recotorch.core.topk import top_k
+from recotorch.errors import UnknownIdError
 from recotorch.models.base import Estimator, Recommendations
 from recotorch.online.popularity import demographic_popularity
 
 __all__ = ["cold_scores", "fold_in", "fold_in_indices", "new_user_pair_scores", "new_user_scores",
-           "predict_for_new_user", "recommend_for_new_user", "scores_for_history"]
+           "predict_for_new_user", "recommend_for_new_user", "recommend_from_history", "scores_for_history"]
 
 
 def fold_in_indices(model: Estimator, item_idx: torch.Tensor, ratings: torch.Tensor | None = None, *,
@@ -123,6 +124,25 @@ def recommend_for_new_user(model: Estimator, items: Sequence[Any], ratings: Sequ
         scores[idx[known]] = -torch.inf
     top, val_k = top_k(scores[None], min(k, model.n_items))
     return Recommendations([None], top, val_k, model.items_)
+
+
+def recommend_from_history(model: Estimator, items: Sequence[Any], k: int = 10, *,
+                           repeats: bool = False) -> Recommendations:
+    """Top-k next items for an anonymous user from the raw item ids they touched, oldest first.
+
+    A model with the "next_items" capability reads the order (`recommend_history`); any other model
+    folds the items in as liked items (`recommend_for_new_user`). The history's items are left out
+    unless `repeats=True`. Unknown ids raise `UnknownIdError` (none is dropped silently).
+
+    >>> recommend_from_history(sasrec, [50, 172, 133], k=10, repeats=False)
+    """
+    if model.supports("next_items"):
+        return model.recommend_history(items, k, exclude_seen=not repeats)
+    idx, _ = _history(model, items, None)
+    if (idx < 0).any():
+        missing = [list(items)[j] for j in (idx < 0).nonzero().flatten().tolist()[:5]]
+        raise UnknownIdError(f"unknown item id(s) in the history: {missing}")
+    return recommend_for_new_user(model, items, None, k, exclude_rated=not repeats)
 
 
 def predict_for_new_user(model: Estimator, items: Sequence[Any], ratings: Sequence[float] | None,

@@ -245,13 +245,21 @@ def create_app(model: str | Path | Recommender, *, store_url: str | None = None,
 
     @app.post("/recommendations", tags=["recommend"], response_model=RecommendationsOut)
     def recommend_new(body: NewUserRequest) -> JSONResponse:
-        """Top-k for an anonymous user from a few (item, rating) pairs or liked items (fold-in)."""
+        """Top-k for an anonymous user from a few (item, rating) pairs, liked items (fold-in) or an ordered
+        `history` (oldest first: a next-item model reads the order, other models fold the items in).
+        The user's own items are left out unless `repeats`; `scored_by` says which way it was answered."""
         rec = state.recommender
         check_genre(rec, body.genre)
-        ratings = [(r.item, r.rating) for r in body.ratings] or None
-        items = rec.recommend_new_user(ratings, body.liked or None, body.k, include=body.include,
-                                       exclude=body.exclude, genre=body.genre)
-        return _json({"user": None, "model": rec.version, "items": items}, rec)
+        if body.history:
+            items = rec.recommend_history(body.history, body.k, repeats=body.repeats, include=body.include,
+                                          exclude=body.exclude, genre=body.genre)
+            scored_by = "next_items" if rec.scores_next_items() else "fold_in"
+        else:
+            ratings = [(r.item, r.rating) for r in body.ratings] or None
+            items = rec.recommend_new_user(ratings, body.liked or None, body.k, include=body.include,
+                                           exclude=body.exclude, genre=body.genre, repeats=body.repeats)
+            scored_by = "fold_in"
+        return _json({"user": None, "model": rec.version, "items": items, "scored_by": scored_by}, rec)
 
     @app.get("/items", tags=["items"], response_model=SearchOut)
     def items(q: SearchText = "", limit: Annotated[int, Query(ge=1, le=MAX_K)] = 20,

@@ -151,12 +151,12 @@ class Recommender:
     def recommend_new_user(self, ratings: list[tuple[Any, float]] | None = None, liked: list[Any] | None = None,
                            k: int = 10, *, include: list[Any] | None = None, exclude: list[Any] | None = None,
                            genre: str | None = None, user_features: Mapping[str, Any] | None = None,
-                           ) -> list[dict[str, Any]]:
+                           repeats: bool = False) -> list[dict[str, Any]]:
         """Top-k for a user known only by a few ratings or liked items (fold-in), each with a reason.
 
         The history is folded into the frozen model (its "fold_in" capability); the whole
-        catalogue is scored, rated items and filtered-out items masked, then the top k taken.
-        `user_features` (age, gender, occupation) give a demographic prior where the model has one.
+        catalogue is scored, rated items (unless `repeats`) and filtered-out items masked, then the
+        top k taken. `user_features` (age, gender, occupation) give a demographic prior where the model has one.
         """
         from recotorch.online.foldin import scores_for_history
 
@@ -173,7 +173,8 @@ class Recommender:
         with torch.no_grad():
             scores = scores_for_history(self.model, history, None if values is None else torch.tensor(values),
                                         user_features=user_features).clone()
-        scores[history] = -torch.inf
+        if not repeats:
+            scores[history] = -torch.inf
         if mask is not None:
             scores.masked_fill_(~mask, -torch.inf)
         top, vals = top_k(scores[None], min(k, scores.numel()))
@@ -181,6 +182,33 @@ class Recommender:
         top, vals = top[0][keep], vals[0][keep]
         rows = self._rows(top.tolist(), vals.tolist())
         self._add_reasons(rows, top, idx, values if ratings else None)
+        return rows
+
+    def scores_next_items(self) -> bool:
+        """Whether `recommend_history` reads the order (a model with the "next_items" capability)."""
+        return self.model.supports("next_items")
+
+    def recommend_history(self, history: list[Any], k: int = 10, *, repeats: bool = False,
+                          include: list[Any] | None = None, exclude: list[Any] | None = None,
+                          genre: str | None = None) -> list[dict[str, Any]]:
+        """Top-k next items for an anonymous user from the items they touched, oldest first.
+
+        A next-item model scores the ordered history itself (`recommend_history_indices`); any other
+        model folds the items in as liked items (`recommend_new_user`). History items are left out
+        unless `repeats`; filters act before top-k. Unknown ids raise UnknownIdError.
+        """
+        if not history:
+            raise OptionError("history", "give at least one item id")
+        if not self.scores_next_items():
+            return self.recommend_new_user(liked=history, k=k, include=include, exclude=exclude, genre=genre,
+                                           repeats=repeats)
+        idx = torch.from_numpy(np.asarray(self.catalog.items.indices(history, "item"), dtype=np.int64))
+        mask = self.candidate_mask(include, exclude, genre)
+        top, vals = self.model.recommend_history_indices(idx[None], k, exclude_seen=not repeats, mask=mask)
+        keep = top[0] >= 0
+        top, vals = top[0][keep], vals[0][keep]
+        rows = self._rows(top.tolist(), vals.tolist())
+        self._add_reasons(rows, top, idx.numpy(), None)
         return rows
 
     def _liked_values(self, n: int) -> list[float] | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
@@ -67,10 +68,18 @@ class Rating(Body):
 
 
 class NewUserRequest(Body):
-    """A user the model has never seen, described by a few ratings or by liked items (not both)."""
+    """A user the model has never seen, described by a few ratings, by liked items, or by an ordered
+    history (exactly one of the three)."""
 
     ratings: list[Rating] = Field(default_factory=list, max_length=MAX_RATINGS)
     liked: list[RawId] = Field(default_factory=list, max_length=MAX_RATINGS)
+    history: list[RawId] = Field(
+        default_factory=list, max_length=MAX_RATINGS,
+        description="item ids in the order the user touched them, oldest first: a next-item model (capability "
+                    "next_items: sasrec, gru4rec, transitions, knn_last) reads the order; other models fold the "
+                    "items in as liked items")
+    repeats: StrictBool = Field(False, description="allow items of the user's ratings, liked items or history in the "
+                                             "answer (default: leave them out)")
     k: int = Field(10, ge=1, le=MAX_K)
     include: list[RawId] | None = Field(None, max_length=MAX_LIST)
     exclude: list[RawId] | None = Field(None, max_length=MAX_LIST)
@@ -78,8 +87,9 @@ class NewUserRequest(Body):
 
     @model_validator(mode="after")
     def _one_kind(self) -> NewUserRequest:
-        if bool(self.ratings) == bool(self.liked):
-            raise ValueError("give either 'ratings' (item + rating pairs) or 'liked' (item ids), not both or none")
+        if sum(map(bool, (self.ratings, self.liked, self.history))) != 1:
+            raise ValueError("give exactly one of 'ratings' (item + rating pairs), 'liked' (item ids) or "
+                             "'history' (item ids, oldest first)")
         return self
 
 
@@ -150,6 +160,9 @@ class RecommendationsOut(BaseModel):
     user: int | str | None
     model: str
     items: list[ItemOut]
+    scored_by: Literal["next_items", "fold_in"] | None = Field(
+        None, description="POST /recommendations only: how the anonymous user was scored: next_items (a "
+                          "next-item model read the ordered history) or fold_in (the model's fold-in of the items)")
 
 
 class SimilarOut(BaseModel):

@@ -110,11 +110,16 @@ class SequenceModel(Estimator):
         return Recommendations(["history"], *self.recommend_history_indices(idx[None], k, exclude_seen=exclude_seen),
                                self.items_)
 
-    def recommend_history_indices(self, item_idx: torch.Tensor, k: int = 10, *, exclude_seen: bool = True
-                                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`recommend_history` for padded model indices (B, L): (items (B, k), scores (B, k)) on the CPU."""
+    def recommend_history_indices(self, item_idx: torch.Tensor, k: int = 10, *, exclude_seen: bool = True,
+                                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`recommend_history` for padded model indices (B, L): (items (B, k), scores (B, k)) on the CPU.
+
+        `mask` (n_items,) bool: the allowed candidates (None: all); -1 / -inf fill slots nothing is left for.
+        """
         seqs = from_padded(item_idx, self.n_items)
         scores = self.score_history(seqs.padded(max_len=self.context_length)).float()
+        if mask is not None:
+            scores[:, ~mask.to(scores.device)] = -torch.inf
         exclude = None
         if exclude_seen:
             exclude = CSR(seqs.indptr, seqs.items)

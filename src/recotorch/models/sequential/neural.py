@@ -41,6 +41,9 @@ class SequenceConfig(TrainConfig):
     n_neg: int = param(256, ge=1, help="sampled negatives (loss='sampled' or 'gbce')",
                        tune=int_range(16, 1024, log=True))
     gbce_t: float = param(0.75, ge=0, le=1, help="gBCE calibration t (loss='gbce')")
+    mask_history: bool = param(False, help="leave the items already in the user's history before each position "
+                                           "out of the loss's negatives, as the strict protocol leaves them out "
+                                           "of the ranking (the target itself is never left out)")
     batch_size: int = 128
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -104,6 +107,7 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
     loss: str = "softmax"
     n_neg: int = 256
     gbce_t: float = 0.75
+    mask_history: bool = False
 
     def _prepare(self, train: Interactions) -> None:
         if self.max_len < 1 or self.n_neg < 1:
@@ -112,13 +116,37 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
             raise ValueError("patience needs validation rows (early stopping watches validation NDCG@10)")
         self._store_sequences(train)
         self._n_items = train.n_items
+        self._flat_cache: torch.Tensor | None = None
 
     def fit(self, train: Interactions, valid: Interactions | None = None, **kwargs: Any) -> _NeuralSequence:
         self._no_valid = valid is None or len(valid) == 0
         return super().fit(train, valid, **kwargs)  # type: ignore[return-value]  # (SequenceModel.fit)
 
     def _training_tensors(self, train: Interactions) -> dict[str, torch.Tensor]:
-        return {"window": self.sequences_.windows(self.max_len)}
+        tensors = {"window": self.sequences_.windows(self.max_len)}
+        if self.mask_history:
+            tensors["prefix_start"], tensors["prefix_count"] = self.sequences_.window_prefixes(self.max_len)
+        return tensors
+
+    def _first_seen(self, batch: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) the input position where each item first occurs in a window's history (-1: before
+        the window, L: never); column 0 is padding. Built by scatter, no loop over windows."""
+        rows, length = inputs.shape
+        first = torch.full((rows, self._n_items + 1), length, dtype=torch.int64, device=inputs.device)
+        first.scatter_reduce_(1, inputs, torch.arange(length, device=inputs.device).expand(rows, length), "amin")
+        count = batch["prefix_count"]
+        owner = torch.repeat_interleave(torch.arange(rows, device=inputs.device), count)
+        offset = torch.arange(owner.numel(), device=inputs.device) - (torch.cumsum(count, 0) - count)[owner]
+        flat = self._flat_items(inputs.device)
+        first[owner, flat[batch["prefix_start"][owner] + offset] + 1] = -1
+        return first
+
+    def _flat_items(self, device: torch.device) -> torch.Tensor:
+        """The training sequences' flat item tensor on `device` (cached for the fit)."""
+        cached = getattr(self, "_flat_cache", None)
+        if cached is None or cached.device != device:
+            cached = self._flat_cache = self.sequences_.items.to(device)
+        return cached
 
     def _batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x = batch["window"] + 1  # 0 = padding
@@ -127,12 +155,22 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
         mask = targets > 0
         hidden, target = h[mask], targets[mask] - 1  # (N, dim), (N,)
         weights = self.module_.item_weights()
+        first = self._first_seen(batch, inputs) if self.mask_history else None
+        steps = torch.arange(inputs.shape[1], device=x.device)
         if self.loss == "softmax":
-            return F.cross_entropy(hidden @ weights.T, target)
+            logits = hidden @ weights.T
+            if first is not None:  # seen[b, t, i]: item i occurs in window b's history up to position t
+                seen = (first[:, None, 1:] <= steps[None, :, None])[mask]  # (N, n_items)
+                seen[torch.arange(target.numel(), device=x.device), target] = False
+                logits = logits.masked_fill(seen, -torch.inf)
+            return F.cross_entropy(logits, target)
         negatives = torch.randint(self._n_items, (self.n_neg,), device=hidden.device)
         pos = (hidden * weights[target]).sum(1, keepdim=True)  # (N, 1)
         neg = hidden @ weights[negatives].T  # (N, n_neg)
-        neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)  # accidental hits
+        drop = negatives[None, :] == target[:, None]  # accidental hits
+        if first is not None:
+            drop |= (first[:, None, negatives + 1] <= steps[None, :, None])[mask]
+        neg = neg.masked_fill(drop, -torch.inf)
         if self.loss == "sampled":
             return F.cross_entropy(torch.cat([pos, neg], 1), torch.zeros_like(target))
         alpha = self.n_neg / max(self._n_items - 1, 1)  # gSASRec: beta calibrates the positive term
@@ -186,6 +224,7 @@ class SASRec(_NeuralSequence):
         blocks: int = param(2, ge=1, help="transformer blocks", tune=int_range(1, 4))
         heads: int = param(2, ge=1, help="attention heads (dim must be a multiple)")
         epochs: int = 30
+        mask_history: bool = True  # measured on the ml-100k validation target: NDCG@10 0.1268 against 0.1132
 
         def __post_init__(self) -> None:
             super().__post_init__()
