@@ -1,6 +1,7 @@
 """Speed jobs for the SGD-trained factor models, merged into `benchmarks/speed.py` (EXTRA_JOB_MODULES).
 
-    python benchmarks/speed.py --jobs bpr,mf [--repeats 3] [--threads 2]
+    python benchmarks/speed.py --jobs bpr,mf [--repeats 3] [--threads 2]   # into results/speed.{md,json}
+    python benchmarks/speed_sgd.py [--jobs bpr,mf] [--repeats 3] [--quick]    # alone: results/speed_sgd.*
 
 - `bpr`: BPR on ml-100k implicit, the top-N benchmark split of `recotorch.evaluate.ranking.ranking_split`
   (ratings >= 4 are positives; each user's latest 20% by timestamp are test, 5+ positives needed):
@@ -8,9 +9,10 @@
   its defaults, both reading the same train.csv and writing top-10 for the test users; NDCG@10 of what
   they wrote, computed by the same code. With `--quick` the CLI round trip is skipped.
 - `mf`: rating prediction on the 80/20 random split of ml-100k (`splits.random(seed=0)`, 80,000 train
-  rows; test pairs with an unseen user or item dropped): `recotorch fit --model mf` with defaults plus
-  `recotorch predict` (two processes), the same through the Python API in one process, and Surprise's
-  SVD at its defaults (fit, predict every test pair, write); RMSE of what they wrote.
+  rows; test pairs with an unseen user or item dropped): the process `recotorch fit --model mf` with
+  defaults (its RMSE from an untimed `recotorch predict`), the same model through the Python API in one
+  process (read, fit, predict, write), and Surprise's SVD at its defaults (the same steps); RMSE of
+  what they wrote.
 
 Each job takes well under a minute per round on 2 cores (the data are written once per run).
 """
@@ -189,22 +191,26 @@ def job_bpr(ctx: Context) -> list[Row]:
 def job_mf(ctx: Context) -> list[Row]:
     """MF for ratings on the 80k ml-100k split: `recotorch fit --model mf` defaults vs Surprise's SVD."""
     work, truth = _rating_data(ctx)
-    out = {lib: work / f"pred_{n}.csv" for n, lib in enumerate(("recotorch CLI", "recotorch", "surprise"))}
+    out = {lib: work / f"pred_{n}.csv" for n, lib in enumerate(("recotorch CLI fit", "recotorch", "surprise"))}
     cli, model_dir = [sys.executable, "-m", "recotorch"], work / "mf_model"
-    commands = {
-        "recotorch CLI": [[*cli, "fit", str(work / "train.csv"), "--model", "mf", "--out", str(model_dir)],
-                          [*cli, "predict", str(model_dir), str(work / "test_pairs.csv"), "--out",
-                           str(out["recotorch CLI"]), "--overwrite"]],
+    commands = {  # the CLI row times the fit process alone (the bar); its predictions are made untimed, for RMSE
+        "recotorch CLI fit": [[*cli, "fit", str(work / "train.csv"), "--model", "mf", "--out", str(model_dir)]],
         "recotorch": [child("mf-recotorch", str(work), str(out["recotorch"]))],
         "surprise": [child("mf-surprise", str(work), str(out["surprise"]))],
     }
-    notes = {"recotorch CLI": "`recotorch fit --model mf` (defaults) + `recotorch predict` (two processes)",
+    notes = {"recotorch CLI fit": "`recotorch fit --model mf` (defaults): read, fit, save the model directory",
              "recotorch": "MatrixFactorization() defaults in one process (read, fit, predict, write)",
-             "surprise": f"scikit-surprise {_version('scikit-surprise')} SVD defaults (100 factors, 20 epochs)"}
+             "surprise": f"scikit-surprise {_version('scikit-surprise')} SVD defaults (100 factors, 20 epochs): "
+                         "read, fit, predict, write"}
 
     def score(lib: str) -> str:
+        import subprocess
+
         import polars as pl
 
+        if lib == "recotorch CLI fit":
+            subprocess.run([*cli, "predict", str(model_dir), str(work / "test_pairs.csv"), "--out", str(out[lib]),
+                            "--overwrite"], check=True, capture_output=True)
         pred = pl.read_csv(out[lib])["prediction"].to_numpy()
         return f"RMSE {float(np.sqrt(np.mean((pred - truth) ** 2))):.4f}"
 
@@ -216,3 +222,43 @@ def job_mf(ctx: Context) -> list[Row]:
 
 
 JOBS = {"bpr": job_bpr, "mf": job_mf}
+
+
+def main() -> None:
+    """Run these jobs on their own and write benchmarks/results/speed_sgd.{json,md} (speed.py's own file is
+    left to `speed.py`, which runs them too)."""
+    import argparse
+    import os
+    import tempfile
+
+    from _common import RESULTS, machine
+    from speed import _markdown, _print_table
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated, of: {', '.join(JOBS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of each A/B pair")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per child process")
+    parser.add_argument("--quick", action="store_true", help="skip the CLI round trip of the bpr job")
+    opts = parser.parse_args()
+    payload: dict[str, Any] = {"jobs": {}}
+    rows_all: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="recotorch-speed-sgd-") as tmp:
+        ctx = Context(Path(tmp), opts.repeats, opts.threads, opts.quick)
+        for name in [j for j in opts.jobs.split(",") if j]:
+            before = os.getloadavg()
+            rows = JOBS[name](ctx)
+            after = os.getloadavg()
+            rows_all += rows
+            payload["jobs"][name] = {"machine": machine(), "threads": ctx.threads, "repeats": ctx.repeats,
+                                     "load_before": [round(x, 2) for x in before],
+                                     "load_after": [round(x, 2) for x in after],
+                                     "data": rows[0].get("data", "") if rows else "", "rows": rows}
+    _print_table(rows_all)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "speed_sgd.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (RESULTS / "speed_sgd.md").write_text(_markdown(payload))
+    print(f"\nwrote {RESULTS / 'speed_sgd.json'} and {RESULTS / 'speed_sgd.md'}")
+
+
+if __name__ == "__main__":
+    main()
