@@ -111,7 +111,8 @@ class MatrixFactorization(FactorFoldIn, RatingModel):
                                 tune=log_uniform(1e-3, 0.3))
         optimizer: OptimizerName = "rowwise_adagrad"  # FAST_SETTINGS, the defaults
         batch_size: int = 8192
-        lr: float = 0.1
+        lr: float = param(0.1, gt=0, help="peak learning rate (the top of the one-cycle schedule)",
+                          tune=log_uniform(1e-3, 1.0))  # row-wise Adagrad's scale and AdamW's
         weight_decay: float = 0.1
         shuffle: ShuffleName = "user_blocks"
 

@@ -210,7 +210,8 @@ class BPRMF(RankingMF):
         optimizer: OptimizerName = "rowwise_adagrad"
         epochs: int = 20
         batch_size: int = 4096
-        lr: float = 0.3
+        lr: float = param(0.3, gt=0, help="peak learning rate (the top of the one-cycle schedule)",
+                          tune=log_uniform(1e-2, 1.0))  # row-wise Adagrad's scale, not AdamW's
         weight_decay: float = 0.04
 
 
