@@ -18,7 +18,7 @@ from recotorch.data.interactions import Interactions
 from recotorch.outputs import write_file_atomic
 from recotorch.tune.folder import MARKER, RECORD
 from recotorch.tune.protocol import Protocol
-from recotorch.tune.storage import family
+from recotorch.tune.storage import family, optuna_module
 
 if TYPE_CHECKING:
     from recotorch.tune.search import SearchResult, Settings
@@ -94,9 +94,7 @@ def write(folder: Path, rec: dict[str, Any]) -> None:
 
 def leaderboard_rows(study: Any) -> list[dict[str, Any]]:
     """One row per claimed trial: model, settings, state, metric, fit seconds, peak memory, note."""
-    import optuna
-
-    state = optuna.trial.TrialState
+    state = optuna_module().trial.TrialState
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state in (state.WAITING, state.RUNNING):

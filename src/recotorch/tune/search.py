@@ -94,7 +94,7 @@ def run_search(data: Interactions, settings: Settings) -> SearchResult | None:
     """Search, then (unless a worker) refit the best trial on all of `data`; None for a worker."""
     start = time.perf_counter()
     st = settings
-    optuna = storage._optuna()
+    optuna = storage.optuna_module()
     digest = fingerprint(data)
     if st.resume or st.worker:
         previous = read_record(st.folder)
@@ -203,7 +203,7 @@ def _short(value: Any) -> str:
 
 
 def _complete(study: Any) -> list[Any]:
-    state = storage._optuna().trial.TrialState
+    state = storage.optuna_module().trial.TrialState
     return list(study.get_trials(deepcopy=False, states=(state.COMPLETE,)))
 
 
@@ -230,7 +230,7 @@ class _Runner:
         self.scale = len(data) / max(1, len(protocol.fit_part))  # refit rows / trial rows
         self.current: Any | None = None
         self.done = 0
-        self.optuna = storage._optuna()
+        self.optuna = storage.optuna_module()
 
     def remaining(self) -> float:
         return math.inf if self.deadline is None else self.deadline - time.perf_counter()
@@ -308,10 +308,21 @@ class _Runner:
                                                  "overrides": {"components": components, "params": params}})
 
     # ---- one trial --------------------------------------------------------------------------------
-    def family_seconds(self, name: str) -> float | None:
-        seen = [t.user_attrs["fit_s"] for t in _complete(self.study)
-                if family(t) == name and "fit_s" in t.user_attrs]
-        return statistics.median(seen) if seen else None
+    def expected_seconds(self, name: str, params: dict[str, Any]) -> float | None:
+        """A fit's likely seconds: the family's median seconds per epoch times this trial's epochs (models
+        trained in epochs), else the family's median fit seconds; None before the family has run."""
+        epochs = params.get("epochs")
+        per, whole = [], []
+        for t in _complete(self.study):
+            if family(t) != name or "fit_s" not in t.user_attrs:
+                continue
+            whole.append(t.user_attrs["fit_s"])
+            ran = t.user_attrs.get("settings", {}).get("epochs")
+            if isinstance(ran, int) and ran > 0:
+                per.append(t.user_attrs["fit_s"] / ran)
+        if isinstance(epochs, int) and per:
+            return statistics.median(per) * epochs
+        return statistics.median(whole) if whole else None
 
     def prune(self, name: str, value: float) -> bool:
         """True when a quarter-fit score is worse than the median of the family's earlier quarter scores."""
@@ -330,11 +341,9 @@ class _Runner:
         trial.set_user_attr("model", name)
         trial.set_user_attr("settings", record.jsonable(params))
         trial.set_user_attr("worker", _worker_name())
-        typical = self.family_seconds(name)
-        if not trial.user_attrs.get("stack") and typical is not None and typical > self.remaining() - self.reserve():
-            trial.set_user_attr("note", f"skipped: {name} takes ~{typical:.0f} s, more than the budget left")
-            self.study.tell(trial, state=state.PRUNED)
-            self.report(trial.number, name, "skipped (too slow for the budget left)")
+        expected = self.expected_seconds(name, params)
+        if not trial.user_attrs.get("stack") and expected is not None and expected > self.remaining() - self.reserve():
+            self.skip(trial, name, expected)
             return
         try:
             estimator = make_model(name, **params)
@@ -346,6 +355,9 @@ class _Runner:
                 early = self.protocol.score(short)
                 del short
                 trial.set_user_attr("rung_s", m0.seconds)
+                if m0.seconds * RUNG > self.remaining() - self.reserve():  # the full fit would overrun
+                    self.skip(trial, name, m0.seconds * RUNG)
+                    return
                 if math.isfinite(early):
                     trial.report(early, step=0)
                     if self.prune(name, early):
@@ -376,6 +388,12 @@ class _Runner:
         self.study.tell(trial, value)
         self.report(trial.number, name, f"{self.protocol.metric} {value:.4f}  fit {m.seconds:.1f} s  "
                                         f"{m.peak_bytes / 2**20:.0f} MB  {_settings_text(params)}")
+
+    def skip(self, trial: Any, name: str, expected: float) -> None:
+        """Stop a trial whose fit would take longer than the budget left (recorded as pruned, with why)."""
+        trial.set_user_attr("note", f"skipped: a fit would take ~{expected:.0f} s, more than the budget left")
+        self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+        self.report(trial.number, name, f"skipped (~{expected:.0f} s, more than the budget left)")
 
     def report(self, number: int, name: str, text: str) -> None:
         best = _best(self.study)

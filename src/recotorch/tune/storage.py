@@ -24,7 +24,8 @@ REQUEUED = "requeued_from"  # user attr of a trial queued again for one whose wo
 QUEUED_ATTRS = ("defaults_of", "overrides", "stack")  # user attrs a queued trial carries into its run
 
 
-def _optuna() -> Any:
+def optuna_module() -> Any:
+    """Optuna, quiet (warnings only, no experimental-feature notes); `OptionError` when it is not installed."""
     try:
         import optuna
     except ImportError as exc:  # the `tune` extra is not installed
@@ -36,7 +37,7 @@ def _optuna() -> Any:
 
 def open_storage(spec: str | None, folder: Path) -> tuple[Any, str]:
     """(Optuna storage, how it is described in the record) for `--storage` (None: the folder's journal)."""
-    optuna = _optuna()
+    optuna = optuna_module()
     from recotorch.tune.folder import JOURNAL
 
     if spec and spec.split(":", 1)[0].split("+", 1)[0] in URL_SCHEMES and "://" in spec:
@@ -55,7 +56,7 @@ def open_storage(spec: str | None, folder: Path) -> tuple[Any, str]:
 
 def sampler(seed: int, index: int, n_startup: int) -> Any:
     """TPE seeded by (search seed, claim index): the same history gives the same next trial, also after --resume."""
-    optuna = _optuna()
+    optuna = optuna_module()
     return optuna.samplers.TPESampler(seed=(seed * 1_000_003 + index) % 2**32, n_startup_trials=n_startup,
                                       multivariate=True, group=True, constant_liar=True)
 
@@ -63,7 +64,7 @@ def sampler(seed: int, index: int, n_startup: int) -> Any:
 def counted(study: Any) -> list[Any]:
     """Trials that take a slot: claimed ones (running or finished), not queued ones, and not those whose
     worker stopped (their parameters were queued again)."""
-    state = _optuna().trial.TrialState
+    state = optuna_module().trial.TrialState
     trials = study.get_trials(deepcopy=False)
     replaced = {t.user_attrs[REQUEUED] for t in trials if REQUEUED in t.user_attrs}
     return [t for t in trials if t.state != state.WAITING and t.number not in replaced]
@@ -110,7 +111,7 @@ def queued_attrs(trial: Any) -> dict[str, Any]:
 
 def requeue_stale(study: Any) -> int:
     """Mark trials left running by a stopped search as failed (interrupted) and queue their parameters again."""
-    state = _optuna().trial.TrialState
+    state = optuna_module().trial.TrialState
     stale = [t for t in study.get_trials(deepcopy=False) if t.state == state.RUNNING]
     for t in stale:
         study.tell(t.number, state=state.FAIL, skip_if_finished=True)
