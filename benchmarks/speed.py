@@ -345,7 +345,7 @@ def job_als_weights(ctx: Context) -> list[Row]:
                 for v, (file, p) in variants.items()}
     rows = paired(ctx, "als-weights", commands, _scorer(truth, out), repeats=1)
     for r in rows:
-        r["library"], r["notes"] = "recotorch", r["library"]
+        r["library"], r["notes"], r["data"] = "recotorch", r["library"], _data_note(work)
     return rows
 
 
@@ -355,7 +355,7 @@ def job_ease(ctx: Context) -> list[Row]:
     out = {lib: work / f"recs_ease_{lib}.csv" for lib in ("recotorch", "numpy EASE")}
     commands = {"recotorch": [child("recotorch", "ease", str(work), "train.csv", str(out["recotorch"]))],
                 "numpy EASE": [child("numpy-ease", str(work), str(out["numpy EASE"]), "100")]}
-    notes = {"recotorch": "EASE(reg=100): float32, in-place potrf/potri",
+    notes = {"recotorch": "EASE(reg=100), float32; users < items: the exact Woodbury route",
              "numpy EASE": "float64 np.linalg.inv, reg 100"}
     rows = paired(ctx, "ease", commands, _scorer(truth, out), notes, repeats=1)
     for r in rows:
