@@ -154,3 +154,28 @@ def test_path_selection():
     assert not rt.make_model("bpr", optimizer="adamw").uses_kernel()
     assert not rt.make_model("ranking_mf").uses_kernel()  # sampled softmax: the tensor path
     assert not rt.make_model("bpr", device="cuda").uses_kernel()
+
+
+def test_the_step_does_not_depend_on_the_thread_count():
+    """Each thread owns whole rows, so two threads make bit for bit the one-thread update."""
+    g = torch.Generator().manual_seed(0)
+    users, items = torch.randint(0, 30, (400,), generator=g), torch.randint(0, 20, (400,), generator=g)
+    rows, negatives = torch.arange(0, 400, 3), torch.randint(0, 20, (134, 4), generator=g)
+    results = []
+    for threads in (1, 2):
+        tables = tuple(t.clone() for t in (torch.randn(30, 5, generator=torch.Generator().manual_seed(1)),
+                                           torch.randn(20, 5, generator=torch.Generator().manual_seed(2)),
+                                           torch.zeros(30, 1), torch.full((20, 1), 0.1)))
+        sums = tuple(torch.zeros(t.shape[0]) for t in tables)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            loss = ranking_kernel.sampled_adagrad_step(tables, sums, users, items, rows, negatives, "bce", 0.1, 0.2,
+                                                       1e-10, (torch.empty(134, 5), torch.empty(670, 5),
+                                                               torch.empty(134, 5)))
+        finally:
+            torch.set_num_threads(before)
+        results.append((loss, tables, sums))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    for a, b in zip(results[0][1] + results[0][2], results[1][1] + results[1][2], strict=True):
+        assert torch.equal(a, b)
