@@ -4,7 +4,8 @@ Whole processes (wall and their own CPU seconds, medians of --repeats):
 `python -c pass` (the interpreter), `import recotorch`, `recotorch --version`, `recotorch --help`,
 `recotorch fit --model mf` (defaults) and `--fast` on ml-100k's u1.base (80,000 ratings, CSV).
 
-Parts, each timed inside one fresh process doing what `fit` does, in order: import (the CLI and
+Parts, each timed inside one fresh process doing what `fit` does (after the CLI entry's thread
+set-up), in order: import (the CLI and
 the fit verb's modules), read (Polars reading the raw columns: the floor), read + validate
 (`read_interactions`: types, checks, duplicates, vocabularies), fit, save (the model
 directory). Also whether `torch._dynamo` was imported (0.8 s when it is).
@@ -30,6 +31,8 @@ from _process import timed_run
 PARTS = """
 import json, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
+from recotorch.core import threads
+threads.prepare_process()  # as the CLI entry does, before torch is imported
 laps = {}
 def lap(name):
     global t0, c0
@@ -63,12 +66,15 @@ def _train_csv(folder: Path) -> Path:
     return path
 
 
+ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RECOTORCH_THREADS", "OMP_WAIT_POLICY")}
+
+
 def _whole(cases: dict[str, list[str]], repeats: int, tmp: Path) -> list[dict[str, Any]]:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
     for r in range(repeats):
         for name, cmd in cases.items():  # alternating cases, so a change of load hits all of them
             cmd = [c.replace("{out}", str(tmp / f"model-{r}-{len(runs[name])}")) for c in cmd]
-            run = timed_run(cmd)
+            run = timed_run(cmd, ENV)
             if run["status"] != 0:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{str(run['output'])[-2000:]}")
             runs[name].append(run)
@@ -80,7 +86,7 @@ def _parts(train: Path, repeats: int, tmp: Path, params: dict[str, Any]) -> dict
     laps = []
     for r in range(repeats):
         out = tmp / f"parts-{json.dumps(params, sort_keys=True)}-{r}".replace(" ", "").replace('"', "")
-        run = timed_run([sys.executable, "-c", PARTS, str(train), str(out), json.dumps(params)])
+        run = timed_run([sys.executable, "-c", PARTS, str(train), str(out), json.dumps(params)], ENV)
         if run["status"] != 0:
             raise SystemExit(f"parts run failed:\n{str(run['output'])[-2000:]}")
         laps.append(json.loads(str(run["output"]).strip().splitlines()[-1]))

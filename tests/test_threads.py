@@ -128,3 +128,16 @@ def test_cli_threads_option(tmp_path: Path):
                           "--out", str(tmp_path / "m2")], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--threads" in bad.stderr
     assert not (tmp_path / "m2").exists()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), (" 2 ", 2), ("0", None), ("x", None), ("", None)])
+def test_an_omp_num_threads_the_user_set_counts_as_a_request(value, expected):
+    assert threads.threads_from_environment({"OMP_NUM_THREADS": value}) == expected
+    assert threads.threads_from_environment({}) is None
+
+
+def test_set_threads_is_part_of_the_python_api():
+    import recotorch
+
+    recotorch.set_threads(2)
+    assert threads.requested_threads() == 2

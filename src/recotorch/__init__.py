@@ -20,6 +20,7 @@ _HOMES: dict[str, str] = {
     "Interactions": "recotorch.data.interactions",
     "read_interactions": "recotorch.data.readers", "write_interactions": "recotorch.data.readers",
     "Vocab": "recotorch.data.vocab",
+    "set_threads": "recotorch.core.threads",
     **dict.fromkeys(_MODELS, "recotorch.models"),
 }
 _MODULES = {"datasets": "recotorch.data.datasets", "splits": "recotorch.data.splits"}

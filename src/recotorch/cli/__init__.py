@@ -59,12 +59,12 @@ def _options(
                                             "are shown on stderr.")] = 0,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, envvar="RECOTORCH_THREADS", show_default=False,
-        help="CPU threads for torch and the compiled kernels. Default: every core for large computations, one "
-             "for training steps and data preparation too small to split, which keeps fits fast on a busy "
-             "machine.")] = None,
+        help="CPU threads for torch and the compiled kernels (else OMP_NUM_THREADS when set). Default: every "
+             "core for large computations, one for training steps and data preparation too small to split, "
+             "which keeps fits fast on a busy machine.")] = None,
 ) -> None:
     boundary.DEBUG = debug
-    thread_policy.set_threads(threads)
+    thread_policy.set_threads(threads if threads is not None else thread_policy.threads_from_environment())
     if verbose and quiet:
         from recotorch.errors import OptionError
 

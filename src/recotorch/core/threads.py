@@ -12,7 +12,8 @@ The policy, applied by the CLI entry and the `Trainer`:
   sleep instead of spinning (`OMP_WAIT_POLICY=PASSIVE`, `KMP_BLOCKTIME=0`), unless the user
   chose a wait policy (`OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` set), so a waiting thread does
   not take CPU from the one it waits for.
-- `set_threads(n)` (the global `recotorch --threads N`) fixes the count for everything:
+- `set_threads(n)` (the global `recotorch --threads N`, `RECOTORCH_THREADS`, or else an
+  `OMP_NUM_THREADS` the user set; `recotorch.set_threads` in Python) fixes the count for everything:
   torch's intra-op threads, the compiled (Numba) kernels, which follow torch's count, and
   FAISS in `serve`.
 - Otherwise a training loop runs on one thread when its steps are small (`training_threads`:
@@ -70,6 +71,12 @@ def set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
     else:
         os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def threads_from_environment(environ: MutableMapping[str, str] | None = None) -> int | None:
+    """A count the user fixed with OMP_NUM_THREADS (a whole number >= 1), which the CLI takes as `--threads`."""
+    value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
 def requested_threads() -> int | None:
