@@ -159,7 +159,7 @@ def test_evaluate_warns_about_test_rows_seen_in_training_and_strict_refuses(cli,
     assert "warning" in proc.stderr
     proc = cli("evaluate", "m", "test.tsv", "--strict", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and f"{overlap:,} of {len(test):,}" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and f"{overlap:,} of the {len(test):,}" in proc.stderr
 
 
 def test_split_keeps_the_layout_and_its_test_file_evaluates_without_overlap(cli, udata, tmp_path):
