@@ -105,3 +105,11 @@ def test_the_scale_is_saved_with_the_model(tmp_path):
     assert loaded.weight_scale_ == pytest.approx(model.weight_scale_) and model.weight_scale_ > 1000
     hist, values = torch.tensor([[0, 3, 5]]), torch.tensor([[2000.0, 4000.0, 1000.0]])
     torch.testing.assert_close(loaded.fold_in(hist, values), model.fold_in(hist, values))
+
+
+def test_making_the_model_starts_loading_the_kernels():
+    pytest.importorskip("numba")
+    ImplicitALS(dim=4)
+    assert als_kernel._loaded or als_kernel._warming  # loading began on a thread (or had finished)
+    start, step = als_kernel._kernels()  # waits for that thread rather than loading twice
+    assert als_kernel._loaded == [(start, step)]

@@ -15,6 +15,7 @@ tensor operations (a sparse product per step), batched over all rows.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -34,6 +35,16 @@ def supports(*tensors: torch.Tensor) -> bool:
 _lock = threading.Lock()
 _loaded: list[tuple[Any, Any]] = []
 _warming: list[threading.Thread] = []
+
+
+def _after_fork_in_child() -> None:
+    """A fork while the warm-up thread held the lock must not leave the child waiting for it forever."""
+    global _lock
+    _lock = threading.Lock()
+    _warming.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _kernels() -> tuple[Any, Any]:
