@@ -233,3 +233,17 @@ def test_serve_writes_an_access_log_file(model, tmp_path):
     text = log.read_text()
     assert text.startswith("earlier line\n")  # appended, never overwritten
     assert "GET /items?q=basket" in text and "200" in text
+
+
+def test_user_ids_keep_their_text(cli, tmp_path):
+    """'007' is a string id (leading zero), never the integer 7; '42' finds the integer 42."""
+    log = tmp_path / "log.csv"
+    log.write_text("user,item\n007,a\n007,b\n7,c\n008,a\n008,c\n")
+    assert cli("fit", log, "--model", "pop", "--out", tmp_path / "pop", cwd=tmp_path)[0] == 0
+    code, out, err = cli("recommend", tmp_path / "pop", "--user", "007", "--k", "2", "--out", "-", cwd=tmp_path)
+    assert code == 0, err
+    assert pl.read_csv(io.StringIO(out), schema_overrides={"user": pl.Utf8})["item"].to_list() == ["c"]
+    log.write_text("user,item\n42,a\n42,b\n43,c\n")
+    assert cli("fit", log, "--model", "pop", "--out", tmp_path / "pop2", cwd=tmp_path)[0] == 0
+    code, out, err = cli("recommend", tmp_path / "pop2", "--user", "42", "--k", "1", "--out", "-", cwd=tmp_path)
+    assert code == 0 and out.splitlines()[1].startswith("42,c,1,"), (out, err)

@@ -163,13 +163,11 @@ def similar(
 
 
 def _given_ids(values: list[str], option: str) -> pl.Series:
-    """Ids given on the command line (repeated or comma-separated), ints when every one looks like an int."""
+    """Ids given on the command line (repeated or comma-separated) as text; the vocabulary matches "42" to 42."""
     raw = [part.strip() for value in values for part in value.split(",")]
     if not raw or any(not part for part in raw):
         raise OptionError(option, f"has an empty id in {values}")
-    series = pl.Series("user", list(dict.fromkeys(raw)), dtype=pl.Utf8)
-    as_int = series.cast(pl.Int64, strict=False)
-    return as_int if as_int.null_count() == 0 else series
+    return pl.Series("user", list(dict.fromkeys(raw)), dtype=pl.Utf8)
 
 
 def _with_names(model: Estimator, frame: pl.DataFrame) -> pl.DataFrame:
