@@ -139,7 +139,7 @@ def similar(
 ) -> None:
     """Items most similar to ITEM (cosine of item vectors, or the model's item-item weights).
 
-    Columns: rank, item, name (when the model has a catalogue), score.
+    Columns: rank, item, score, then name (when the model has a catalogue).
     """
     from recotorch.artifacts import load
 
