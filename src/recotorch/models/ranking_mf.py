@@ -83,6 +83,11 @@ class RankingMF(GradientEstimator):
                 raise OptionError("sampler", "'in_batch' needs loss='softmax'")
 
     # ---- training -----------------------------------------------------------------------
+    def _apply_config(self, config: Any) -> None:
+        super()._apply_config(config)
+        if self.uses_kernel():
+            ranking_kernel.warm_up_async()  # Numba's start-up overlaps with reading the data, not with the fit
+
     def _prepare(self, train: Interactions) -> None:
         dev = resolve_device(self.device)
         popularity = torch.bincount(train.item_idx, minlength=train.n_items).float()

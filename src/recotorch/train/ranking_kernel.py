@@ -26,6 +26,7 @@ reproducible and resume exactly.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,38 @@ MAX_ROUNDS = 8  # rejection rounds before the exact draw from the user's unseen 
 def available() -> bool:
     """True when Numba is installed (the kernels run on CPU tensors)."""
     return mf_kernel.available()
+
+
+_lock = threading.Lock()
+_warming: list[threading.Thread] = []
+
+
+def warm_up() -> None:
+    """Load both kernels (from Numba's disk cache after the first run) and run each once on scratch inputs,
+    so no step pays for it; thread-safe, once per process."""
+    with _lock:
+        if _ready:
+            return
+        tables = (torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 1), torch.zeros(2, 1))
+        sums = tuple(torch.zeros(2) for _ in range(4))
+        zero = torch.zeros(1, dtype=torch.int64)
+        indptr, indices = torch.tensor([0, 1, 1]), torch.zeros(1, dtype=torch.int64)
+        neg = draw_negatives(zero, zero, 1, 0, indptr, indices, 2, torch.tensor([1.0, 2.0], dtype=torch.float64))
+        for loss in LOSSES:
+            sampled_adagrad_step(tables, sums, zero, zero, zero, neg, loss, 0.1, 0.0, 1e-10,
+                                 (torch.empty(1, 2), torch.empty(2, 2), torch.empty(1, 2)))
+        _ready.append(True)
+
+
+def warm_up_async() -> None:
+    """`warm_up` on a daemon thread (about half a second of Numba start-up), so that it overlaps with what
+    runs before the fit, such as reading the data; a no-op without Numba or when done or under way."""
+    if available() and not _ready and not _warming:
+        _warming.append(threading.Thread(target=warm_up, name="recotorch-ranking-kernels", daemon=True))
+        _warming[0].start()
+
+
+_ready: list[bool] = []
 
 
 @functools.cache
@@ -275,16 +308,8 @@ class FusedSampledStep:
         return mf_kernel.supports(*tensors)
 
     def prepare(self) -> None:
-        """Compile the kernels (or load them from Numba's cache) before training: a one-row step on scratch."""
-        tables = (torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 1), torch.zeros(2, 1))
-        sums = tuple(torch.zeros(2) for _ in range(4))
-        zero = torch.zeros(1, dtype=torch.int64)
-        indptr, indices = torch.tensor([0, 1, 1]), torch.zeros(1, dtype=torch.int64)
-        for cdf in (None, torch.tensor([1.0, 2.0], dtype=torch.float64)):
-            neg = draw_negatives(zero, zero, 1, 0, indptr, indices, 2, cdf)
-        for loss in LOSSES:
-            sampled_adagrad_step(tables, sums, zero, zero, zero, neg, loss, 0.1, 0.0, 1e-10,
-                                 (torch.empty(1, 2), torch.empty(2, 2), torch.empty(1, 2)))
+        """Compile the kernels (or load them from Numba's cache) before training, or wait for `warm_up_async`."""
+        warm_up()
 
     def _work(self, n: int) -> tuple[torch.Tensor, ...]:
         """Gradient buffers, reused while batches are no larger than the first."""
