@@ -20,8 +20,8 @@ from recotorch.models.ncf import NeuralCF
 from recotorch.models.popularity import MostPopular
 from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
 from recotorch.models.rp3beta import RP3beta
-from recotorch.models.svdpp import SVDpp
 from recotorch.models.sequential import GRU4Rec, KNNLast, SASRec, Transitions
+from recotorch.models.svdpp import SVDpp
 
 
 def make_model(name: str, **options: Any) -> Estimator:
