@@ -179,3 +179,10 @@ def test_the_step_does_not_depend_on_the_thread_count():
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
     for a, b in zip(results[0][1] + results[0][2], results[1][1] + results[1][2], strict=True):
         assert torch.equal(a, b)
+
+
+def test_making_the_model_starts_loading_the_kernels():
+    rt.make_model("bpr")
+    assert ranking_kernel._ready or ranking_kernel._warming  # loading on a thread, or done
+    ranking_kernel.warm_up()  # waits for that thread rather than loading twice
+    assert ranking_kernel._ready

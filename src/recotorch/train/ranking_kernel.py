@@ -26,6 +26,7 @@ reproducible and resume exactly.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from typing import Any
 
@@ -47,6 +48,16 @@ def available() -> bool:
 
 _lock = threading.Lock()
 _warming: list[threading.Thread] = []
+
+
+def _after_fork_in_child() -> None:
+    """A fork while the warm-up thread held the lock must not leave the child waiting for it forever."""
+    global _lock
+    _lock = threading.Lock()
+    _warming.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def warm_up() -> None:
