@@ -6,8 +6,9 @@ sampler proposes a family (among those with something to search) and its setting
 model trained in epochs (`model.supports("train_epochs")`) with at least eight epochs first fits a
 quarter of them (with its own schedule) and is pruned there when that score is worse than the
 median of the quarter scores of the same family's earlier trials (three or more). Defaults are never
-pruned. For ratings, once the families have run and time or trials remain for one more, a blend of
-each leading family's best settings (`blend`, weights learnt on held-out rows) is tried as well.
+pruned. Three slots in four go to the three leading families in turn, the fourth to the sampler.
+For ratings, once the families have run and time or trials remain for one more, a blend of each
+leading family's best settings (`blend`, weights learnt on held-out rows) is tried as well.
 
 Every trial is seeded (`--seed`) and the sampler is seeded by (seed, trial slot), so a search of N
 trials in one worker is the same search every time; a budget in seconds ends wherever the
@@ -42,6 +43,8 @@ from recotorch.tune.storage import family
 RUNG = 4  # the short fit runs epochs // RUNG epochs
 MIN_RUNG_EPOCHS = 8  # fewer epochs: no short fit (a one-epoch run says little about a few-epoch one)
 PRUNE_AFTER = 3  # same-family quarter scores needed before pruning
+LEADERS = 3  # families that share the scheduled slots
+FREE_EVERY = 4  # every fourth slot the sampler also picks the family
 STACK = "blend"  # the model that blends the leading families (rating task)
 STACK_SIZE = 4  # families blended
 STUDY = "recotorch"
@@ -252,7 +255,7 @@ class _Runner:
                 self.st.echo("every candidate has run (none has settings to search)")
                 return
             trial = storage.claim(self.study, self.st.folder, self.st.trials, self.st.seed, n_startup,
-                                  before=self.maybe_stack)
+                                  before=self.before_claim)
             if trial is None:
                 return
             self.current = trial
@@ -283,6 +286,31 @@ class _Runner:
             if name not in best or sign * t.value < sign * best[name].value:
                 best[name] = t
         return sorted(best.values(), key=lambda t: sign * t.value)[:STACK_SIZE]
+
+    def before_claim(self, index: int) -> None:
+        """Under the claims lock, before slot `index` is asked for: queue the blend when its time has come,
+        else (nothing queued) give the slot to a leading family (`schedule`)."""
+        self.maybe_stack(index)
+        if not self.queued():
+            self.schedule(index)
+
+    def schedule(self, index: int) -> None:
+        """Three slots in four go to the leading families in turn (the best three by their best score so
+        far), the fourth to the sampler's free choice, so one cheap family cannot take every trial; the
+        family's settings are still the sampler's. Depends only on the history: a search stays reproducible."""
+        if index % FREE_EVERY == FREE_EVERY - 1:
+            return
+        best: dict[str, float] = {}
+        sign = 1 if self.protocol.direction == "minimize" else -1
+        for t in _complete(self.study):
+            name = family(t)
+            if name in self.searchable and not t.user_attrs.get("stack"):
+                best[name] = min(best.get(name, math.inf), sign * t.value)
+        top = sorted(best, key=lambda n: (best[n], self.searchable.index(n)))[:LEADERS]
+        if len(top) < 2:
+            return
+        turn = index - index // FREE_EVERY  # the scheduled slots so far
+        self.study.enqueue_trial({"model": top[turn % len(top)]}, user_attrs={"scheduled": True})
 
     def maybe_stack(self, index: int) -> None:
         """Queue one blend of the leading families' best settings, in the last trial slot (`index`, under the

@@ -21,7 +21,7 @@ from recotorch.errors import OptionError
 
 URL_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 REQUEUED = "requeued_from"  # user attr of a trial queued again for one whose worker stopped
-QUEUED_ATTRS = ("defaults_of", "overrides", "stack")  # user attrs a queued trial carries into its run
+QUEUED_ATTRS = ("defaults_of", "overrides", "stack", "scheduled")  # user attrs a queued trial carries into its run
 
 
 def optuna_module() -> Any:
