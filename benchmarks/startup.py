@@ -69,17 +69,20 @@ def _train_csv(folder: Path) -> Path:
 ENV = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "RECOTORCH_THREADS", "OMP_WAIT_POLICY")}
 
 
-def _whole(cases: dict[str, list[str]], repeats: int, tmp: Path) -> list[dict[str, Any]]:
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
+def _whole(cases: dict[str, list[str]], repeats: int, tmp: Path, before: Path | None) -> list[dict[str, Any]]:
+    """Medians per case; with `before` (an older commit's src/), each case also runs on that code, alternating."""
+    trees = {"now": ENV, **({"before": {**ENV, "PYTHONPATH": str(before)}} if before else {})}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {(n, t): [] for n in cases for t in trees}
     for r in range(repeats):
         for name, cmd in cases.items():  # alternating cases, so a change of load hits all of them
-            cmd = [c.replace("{out}", str(tmp / f"model-{r}-{len(runs[name])}")) for c in cmd]
-            run = timed_run(cmd, ENV)
-            if run["status"] != 0:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{str(run['output'])[-2000:]}")
-            runs[name].append(run)
-    return [{"case": name, "wall_s": round(median(r["wall_s"] for r in rs), 3),
-             "cpu_s": round(median(r["cpu_s"] for r in rs), 3)} for name, rs in runs.items()]
+            for tree, env in trees.items():
+                argv = [c.replace("{out}", str(tmp / f"model-{tree}-{r}-{len(runs[name, tree])}")) for c in cmd]
+                run = timed_run(argv, env)
+                if run["status"] != 0:
+                    raise SystemExit(f"{' '.join(argv)} failed:\n{str(run['output'])[-2000:]}")
+                runs[name, tree].append(run)
+    return [{"case": name, "code": tree, "wall_s": round(median(r["wall_s"] for r in rs), 3),
+             "cpu_s": round(median(r["cpu_s"] for r in rs), 3)} for (name, tree), rs in runs.items()]
 
 
 def _parts(train: Path, repeats: int, tmp: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +103,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="startup", help="results name under benchmarks/results/")
+    ap.add_argument("--before-src", type=Path, help="an older commit's src/ (git archive COMMIT src | tar -x): "
+                                                   "whole processes on that code too, for a before/after table")
     args = ap.parse_args()
     py = sys.executable
     load_before = os.getloadavg()
@@ -115,7 +120,7 @@ def main() -> None:
             "recotorch fit --model mf --fast": [py, "-m", "recotorch", "fit", str(train), "--fast",
                                                 "--out", "{out}"],
         }
-        whole = _whole(cases, args.repeats, tmp)
+        whole = _whole(cases, args.repeats, tmp, args.before_src)
         from recotorch.models.mf import FAST_SETTINGS
 
         parts = {"mf (defaults)": _parts(train, args.repeats, tmp, {}),
@@ -128,8 +133,12 @@ def main() -> None:
           f"(no OMP_NUM_THREADS). Load average (1, 5, 15 min) before {_load(load_before)}, after "
           f"{_load(load_after)}: the machine is shared, so wall seconds are inflated; CPU seconds are the "
           f"steadier figure. No GPU was lent to this task: CPU only.\n",
-          "## Whole processes\n", "| command | wall s | CPU s |", "|---|---:|---:|"]
-    md += [f"| `{w['case']}` | {w['wall_s']:.2f} | {w['cpu_s']:.2f} |" for w in whole]
+          "## Whole processes\n"]
+    if args.before_src:
+        md.append(f"'before': the same commands on the code in {args.before_src} (`--before-src`), run "
+                  "alternately with 'now'.\n")
+    md += ["| command | code | wall s | CPU s |", "|---|---|---:|---:|"]
+    md += [f"| `{w['case']}` | {w['code']} | {w['wall_s']:.2f} | {w['cpu_s']:.2f} |" for w in whole]
     for name, p in parts.items():
         md += [f"\n## Parts of a fit, {name}: one process, in order\n", "| part | wall s | CPU s |", "|---|---:|---:|"]
         md += [f"| {k} | {v['wall_s']:.3f} | {v['cpu_s']:.3f} |" for k, v in p["parts"].items()]
