@@ -35,7 +35,7 @@ def test_episodic_training_lowers_the_fold_in_error_of_new_users(split):
 
 def test_no_meta_epochs_is_plain_mf(split):
     params = {k: v for k, v in SMALL.items() if k != "meta_users"}
-    plain = rt.MatrixFactorization(**params).fit(split.train)
+    plain = rt.MatrixFactorization.course(**params).fit(split.train)  # ColdStartMF keeps the course recipe
     warm = ColdStartMF(**params, meta_epochs=0).fit(split.train)
     torch.testing.assert_close(warm.item_vectors(), plain.item_vectors())
     assert warm.fold_in_reg_ == (0.2, 0.3)

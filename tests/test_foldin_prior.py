@@ -131,7 +131,7 @@ def test_demographic_design_one_hot_by_age_band():
 def test_user_cold_rating_with_a_feature_prior(grouped):
     data, _ = grouped
     split = cold.user_cold_split(data, frac=0.25, seed=0)
-    mf = rt.MatrixFactorization(dim=4, epochs=30, batch_size=256, lr=2e-2, weight_decay=0.05).fit(split.train)
+    mf = rt.MatrixFactorization.course(dim=4, epochs=30, batch_size=256, lr=2e-2, weight_decay=0.05).fit(split.train)
     bias = rt.BiasBaseline().fit(split.train)
     report = cold.user_cold_rating([("mf", mf), ("mf + features", mf)], split, ks=(1,), item_bias=bias,
                                    feature_prior={"mf + features"})

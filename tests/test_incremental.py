@@ -35,7 +35,7 @@ def parts(planted) -> tuple[Interactions, Interactions]:
 
 
 def _mf() -> rt.MatrixFactorization:
-    return rt.MatrixFactorization(dim=8, epochs=40, batch_size=256, lr=2e-2, weight_decay=0.05)
+    return rt.MatrixFactorization.course(dim=8, epochs=40, batch_size=256, lr=2e-2, weight_decay=0.05)
 
 
 def _rmse(model: rt.Estimator, rows: Interactions) -> tuple[float, int]:

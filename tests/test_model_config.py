@@ -49,8 +49,8 @@ def test_constructors_keep_their_keywords_and_defaults():
     model = rt.MatrixFactorization(dim=50, epochs=5)
     assert model.dim == 50 and model.epochs == 5 and model.rating_range == "auto"
     sig = inspect.signature(rt.MatrixFactorization.__init__)
-    assert sig.parameters["dim"].default == 50 and sig.parameters["optimizer"].default == "adamw"
-    assert rt.NeuralCF().epochs == 8 and rt.BPRMF().epochs == 40 and rt.BPRMF().loss == "bpr"
+    assert sig.parameters["dim"].default == 50 and sig.parameters["optimizer"].default == "rowwise_adagrad"
+    assert rt.NeuralCF().epochs == 8 and rt.BPRMF().epochs == 20 and rt.BPRMF().loss == "bpr"
     assert "loss" not in rt.BPRMF().get_params()
     assert rt.GlobalMean().get_params() == {}
     assert rt.MatrixFactorization.fast(dim=64).optimizer == "rowwise_adagrad"
@@ -119,7 +119,7 @@ def test_describe_lists_fields_defaults_choices_help_and_tuner_hints():
     assert fields["optimizer"].choices == ("adamw", "sparse_adam", "rowwise_adagrad") and fields["optimizer"].training
     assert not fields["dim"].training
     assert isinstance(fields["lr"].tune, Tune) and fields["lr"].tune.log
-    assert fields["lr"].line().startswith("lr=0.01  [float]  peak learning rate")
+    assert fields["lr"].line().startswith("lr=0.1  [float]  peak learning rate")
     assert fields["dim"].to_dict()["tune"] == {"low": 8, "high": 256, "log": True, "kind": "int"}
     space = search_space("als")
     assert space["reg"].log and space["solver"] == ("cg", "cholesky")
@@ -176,4 +176,4 @@ def test_options_help_lists_model_then_training_options():
     assert any(line.startswith("  reg=100.0  [float]") for line in text)
     assert "training options:" not in text
     mf = options_help("mf")
-    assert mf.index("  dim=50") < mf.index("training options:") < mf.index("  lr=0.01")
+    assert mf.index("  dim=50") < mf.index("training options:") < mf.index("  lr=0.1")

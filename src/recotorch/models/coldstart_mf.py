@@ -33,7 +33,8 @@ from recotorch.models.base import register
 from recotorch.models.gradient import LATER_FIELDS
 from recotorch.models.mf import MatrixFactorization
 from recotorch.models.priors import FOLD_IN_REG, FOLD_IN_REG_BIAS, fit_demographic_prior
-from recotorch.train.config import TrainConfig, int_range, log_uniform, param
+from recotorch.train.config import OptimizerName, TrainConfig, int_range, log_uniform, param
+from recotorch.train.ordering import ShuffleName
 from recotorch.train.trainer import Trainer
 
 __all__ = ["ColdStartMF", "Episodes"]
@@ -114,6 +115,12 @@ class ColdStartMF(MatrixFactorization):
             "demographic", help="fold-in prior of the training users: demographic (when features exist) or population")
         learn_reg: bool = param(False, help="learn the fold-in prior strengths")
         mf_weight: float = param(1.0, ge=0, help="weight of the plain MF loss on the query rows")
+        # the MF stage keeps the course's recipe (COURSE_SETTINGS), on which the episodic stage was tuned
+        optimizer: OptimizerName = "adamw"
+        batch_size: int = 1024
+        lr: float = 1e-2
+        weight_decay: float = 0.5
+        shuffle: ShuffleName = "random"
 
     fold_in_reg_: tuple[float, float] | None = None
 
