@@ -6,7 +6,8 @@ sampler proposes a family (among those with something to search) and its setting
 model trained in epochs (`model.supports("train_epochs")`) with at least eight epochs first fits a
 quarter of them (with its own schedule) and is pruned there when that score is worse than the
 median of the quarter scores of the same family's earlier trials (three or more). Defaults are never
-pruned. Three slots in four go to the three leading families in turn, the fourth to the sampler.
+pruned. Three slots in four go to each family in turn until each has had three sampled trials,
+then to the three leading families in turn; the fourth goes to the sampler.
 For ratings, once the families have run and time or trials remain for one more, a blend of each
 leading family's best settings (`blend`, weights learnt on held-out rows) is tried as well.
 
@@ -43,6 +44,7 @@ from recotorch.tune.storage import family
 RUNG = 4  # the short fit runs epochs // RUNG epochs
 MIN_RUNG_EPOCHS = 8  # fewer epochs: no short fit (a one-epoch run says little about a few-epoch one)
 PRUNE_AFTER = 3  # same-family quarter scores needed before pruning
+EXPLORE = 3  # sampled trials every family gets before the leaders share the scheduled slots
 LEADERS = 3  # families that share the scheduled slots
 FREE_EVERY = 4  # every fourth slot the sampler also picks the family
 STACK = "blend"  # the model that blends the leading families (rating task)
@@ -295,10 +297,19 @@ class _Runner:
             self.schedule(index)
 
     def schedule(self, index: int) -> None:
-        """Three slots in four go to the leading families in turn (the best three by their best score so
-        far), the fourth to the sampler's free choice, so one cheap family cannot take every trial; the
-        family's settings are still the sampler's. Depends only on the history: a search stays reproducible."""
+        """Three slots in four go first to the family with the fewest sampled trials until each has
+        `EXPLORE`, then to the leading families in turn (the best three so far); the fourth slot is the
+        sampler's free choice. So one cheap family cannot take every trial; the settings are still the
+        sampler's. Depends only on the history: a search stays reproducible."""
         if index % FREE_EVERY == FREE_EVERY - 1:
+            return
+        tried = {n: 0 for n in self.searchable}
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state.is_finished() and family(t) in tried and "defaults_of" not in t.user_attrs:
+                tried[family(t)] += 1
+        fewest = min(tried, key=lambda n: (tried[n], self.searchable.index(n)))
+        if tried[fewest] < EXPLORE:  # first every family gets a few settings of its own
+            self.study.enqueue_trial({"model": fewest}, user_attrs={"scheduled": True})
             return
         best: dict[str, float] = {}
         sign = 1 if self.protocol.direction == "minimize" else -1
