@@ -107,6 +107,7 @@ def test_the_history_mask_drops_seen_negatives_but_never_the_target(chains):
     windows[0, -1] = windows[0, -2] = windows[0, -3]  # a repeat: the target also occurs earlier
     start, count = seqs.window_prefixes(model.max_len)
     batch = {"window": windows, "prefix_start": start, "prefix_count": count}
+    model.mask_history = False
     plain = model._batch_loss(batch)
     model.mask_history = True
     masked = model._batch_loss(batch)
