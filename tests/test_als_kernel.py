@@ -110,6 +110,6 @@ def test_the_scale_is_saved_with_the_model(tmp_path):
 def test_making_the_model_starts_loading_the_kernels():
     pytest.importorskip("numba")
     ImplicitALS(dim=4)
-    assert als_kernel._loaded or als_kernel._warming  # loading began on a thread (or had finished)
-    start, step = als_kernel._kernels()  # waits for that thread rather than loading twice
-    assert als_kernel._loaded == [(start, step)]
+    assert als_kernel._KERNELS.started  # loading began on a thread (or had finished)
+    first = als_kernel._kernels()  # waits for that thread rather than loading twice
+    assert als_kernel._KERNELS.done and als_kernel._kernels() is first

@@ -8,12 +8,10 @@ the web page of a 0/1 model fitted by the CLI with `--items` is checked in real 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import pytest
 from recotorch.data.catalogue import attach, item_names, natural_title, read_catalogue
 from recotorch.data.vocab import Vocab
 from recotorch.errors import InputFileError, OptionError
+from tests.helpers.cli import cli_fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRED = os.environ.get("RECOTORCH_REQUIRE_BROWSER") == "1"
@@ -32,22 +31,7 @@ AISLES = ("Bakery", "Dairy", "Frozen", "Pantry", "Produce")
 @pytest.fixture()
 def cli(capsys, monkeypatch):
     """`cli(*args)` runs `recotorch ARGS` in this process: (exit code, stdout, stderr)."""
-    from recotorch.cli import boundary, main
-
-    def run(*args: object, cwd: Path | None = None) -> tuple[int, str, str]:
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["recotorch", *map(str, args)])
-        monkeypatch.setattr(boundary, "DEBUG", False)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        captured = capsys.readouterr()
-        code = exited.value.code
-        return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-    yield run
-    logging.getLogger("recotorch").setLevel(logging.NOTSET)
+    yield from cli_fixture(capsys, monkeypatch)
 
 
 def tree(root: Path) -> dict[str, str]:

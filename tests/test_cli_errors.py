@@ -25,6 +25,7 @@ import torch
 
 import recotorch as rt
 from recotorch.data.interactions import Interactions
+from tests.helpers.cli import run_in_process
 
 HANG_GUARD = 1800  # seconds: only against a hung process, never a speed requirement
 SUBPROCESS_EVERY = 8
@@ -40,17 +41,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def run_cli_in_process(args: list[str], cwd: Path, capsys: pytest.CaptureFixture[str],
                        monkeypatch: pytest.MonkeyPatch) -> subprocess.CompletedProcess:
     """`recotorch ARGS` through `recotorch.cli.main` in this process, as a CompletedProcess."""
-    from recotorch.cli import boundary, main
-
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["recotorch", *args])
-    monkeypatch.setattr(boundary, "DEBUG", False)
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    code = exited.value.code
-    return subprocess.CompletedProcess(args, code if isinstance(code, int) else 1, captured.out, captured.err)
+    code, out, err = run_in_process(args, capsys, monkeypatch, cwd)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def tree_digest(*roots: Path) -> dict[str, str]:

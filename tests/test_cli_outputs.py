@@ -21,6 +21,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tests.helpers.cli import cli_fixture
+
 HANG_GUARD = 600  # seconds: only against a hung process
 
 
@@ -33,22 +35,7 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture()
 def cli(capsys, monkeypatch):
     """`cli(*args)` runs `recotorch ARGS` in this process: (exit code, stdout, stderr)."""
-    from recotorch.cli import boundary, main
-
-    def run(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-        if cwd is not None:
-            monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["recotorch", *map(str, args)])
-        monkeypatch.setattr(boundary, "DEBUG", False)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        captured = capsys.readouterr()
-        code = exited.value.code
-        return (code if isinstance(code, int) else 1), captured.out, captured.err
-
-    yield run
-    logging.getLogger("recotorch").setLevel(logging.NOTSET)
+    yield from cli_fixture(capsys, monkeypatch)
 
 
 def purchases(path: Path, n_users: int = 40, n_items: int = 25, seed: int = 0) -> Path:

@@ -183,6 +183,6 @@ def test_the_step_does_not_depend_on_the_thread_count():
 
 def test_making_the_model_starts_loading_the_kernels():
     rt.make_model("bpr")
-    assert ranking_kernel._ready or ranking_kernel._warming  # loading on a thread, or done
+    assert ranking_kernel._WARM.started  # loading on a thread, or done
     ranking_kernel.warm_up()  # waits for that thread rather than loading twice
-    assert ranking_kernel._ready
+    assert ranking_kernel._WARM.done

@@ -15,14 +15,13 @@ tensor operations (a sparse product per step), batched over all rows.
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import numpy as np
 import torch
 
 from recotorch.train.mf_kernel import available
+from recotorch.train.once import Once
 
 TINY = 1e-20  # floor of CG denominators (a converged row keeps its x)
 
@@ -32,41 +31,29 @@ def supports(*tensors: torch.Tensor) -> bool:
     return available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
-_lock = threading.Lock()
-_loaded: list[tuple[Any, Any]] = []
-_warming: list[threading.Thread] = []
+def _load_kernels() -> tuple[Any, Any]:
+    """The two compiled kernels (from Numba's disk cache after the first run), called once on empty
+    inputs so that later calls find machine code ready."""
+    start, step = _compile()
+    ptr, none = np.zeros(1, np.int64), np.zeros(0, np.int64)
+    mat, vec = np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
+    start(ptr, none, vec, mat, mat, mat, mat, vec)
+    step(ptr, none, vec, mat, mat, mat, mat, mat, vec, TINY)
+    return start, step
 
 
-def _after_fork_in_child() -> None:
-    """A fork while the warm-up thread held the lock must not leave the child waiting for it forever."""
-    global _lock
-    _lock = threading.Lock()
-    _warming.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_KERNELS: Once[tuple[Any, Any]] = Once(_load_kernels, "recotorch-als-kernels")
 
 
 def _kernels() -> tuple[Any, Any]:
-    """The two compiled kernels, loaded once (from Numba's disk cache after the first run) and called once
-    on empty inputs, so later calls find machine code ready; thread-safe."""
-    with _lock:
-        if not _loaded:
-            start, step = _compile()
-            ptr, none = np.zeros(1, np.int64), np.zeros(0, np.int64)
-            mat, vec = np.zeros((0, 1), np.float32), np.zeros(0, np.float32)
-            start(ptr, none, vec, mat, mat, mat, mat, vec)
-            step(ptr, none, vec, mat, mat, mat, mat, mat, vec, TINY)
-            _loaded.append((start, step))
-    return _loaded[0]
+    return _KERNELS.get()
 
 
 def warm_up_async() -> None:
     """Load the kernels on a daemon thread (about half a second of Numba start-up, once per process),
     so it overlaps with whatever runs before the fit, such as reading the data; a no-op without Numba."""
-    if available() and not _loaded and not _warming:
-        _warming.append(threading.Thread(target=_kernels, name="recotorch-als-kernels", daemon=True))
-        _warming[0].start()
+    if available():
+        _KERNELS.start()
 
 
 def _compile() -> tuple[Any, Any]:

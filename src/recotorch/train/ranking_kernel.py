@@ -26,8 +26,6 @@ reproducible and resume exactly.
 from __future__ import annotations
 
 import functools
-import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -35,6 +33,7 @@ import torch
 from torch import nn
 
 from recotorch.train import mf_kernel
+from recotorch.train.once import Once
 from recotorch.train.optimizers import RowWiseAdagrad
 
 LOSSES = ("bpr", "bce")  # losses the kernel computes; sampled softmax stays on the tensor path
@@ -46,46 +45,32 @@ def available() -> bool:
     return mf_kernel.available()
 
 
-_lock = threading.Lock()
-_warming: list[threading.Thread] = []
+def _run_once_on_scratch() -> bool:
+    """Load both kernels (from Numba's disk cache after the first run) and run each once on scratch inputs."""
+    tables = (torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 1), torch.zeros(2, 1))
+    sums = tuple(torch.zeros(2) for _ in range(4))
+    zero = torch.zeros(1, dtype=torch.int64)
+    indptr, indices = torch.tensor([0, 1, 1]), torch.zeros(1, dtype=torch.int64)
+    neg = draw_negatives(zero, zero, 1, 0, indptr, indices, 2, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    for loss in LOSSES:
+        sampled_adagrad_step(tables, sums, zero, zero, zero, neg, loss, 0.1, 0.0, 1e-10,
+                             (torch.empty(1, 2), torch.empty(2, 2), torch.empty(1, 2)))
+    return True
 
 
-def _after_fork_in_child() -> None:
-    """A fork while the warm-up thread held the lock must not leave the child waiting for it forever."""
-    global _lock
-    _lock = threading.Lock()
-    _warming.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_WARM: Once[bool] = Once(_run_once_on_scratch, "recotorch-ranking-kernels")
 
 
 def warm_up() -> None:
-    """Load both kernels (from Numba's disk cache after the first run) and run each once on scratch inputs,
-    so no step pays for it; thread-safe, once per process."""
-    with _lock:
-        if _ready:
-            return
-        tables = (torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 1), torch.zeros(2, 1))
-        sums = tuple(torch.zeros(2) for _ in range(4))
-        zero = torch.zeros(1, dtype=torch.int64)
-        indptr, indices = torch.tensor([0, 1, 1]), torch.zeros(1, dtype=torch.int64)
-        neg = draw_negatives(zero, zero, 1, 0, indptr, indices, 2, torch.tensor([1.0, 2.0], dtype=torch.float64))
-        for loss in LOSSES:
-            sampled_adagrad_step(tables, sums, zero, zero, zero, neg, loss, 0.1, 0.0, 1e-10,
-                                 (torch.empty(1, 2), torch.empty(2, 2), torch.empty(1, 2)))
-        _ready.append(True)
+    """Have both kernels loaded and run once, so no step pays for it; waits for `warm_up_async`'s thread."""
+    _WARM.get()
 
 
 def warm_up_async() -> None:
     """`warm_up` on a daemon thread (about half a second of Numba start-up), so that it overlaps with what
     runs before the fit, such as reading the data; a no-op without Numba or when done or under way."""
-    if available() and not _ready and not _warming:
-        _warming.append(threading.Thread(target=warm_up, name="recotorch-ranking-kernels", daemon=True))
-        _warming[0].start()
-
-
-_ready: list[bool] = []
+    if available():
+        _WARM.start()
 
 
 @functools.cache
