@@ -230,29 +230,36 @@ def _child_recotorch(args: list[str]) -> dict[str, Any]:
     return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
 
 
-def _child_implicit(args: list[str]) -> dict[str, Any]:
-    """implicit's ALS the way its docs use it: a users x items CSR of confidences, fit, recommend."""
-    data, train_file, out = Path(args[0]), args[1], Path(args[2])
-    params = json.loads(args[3]) if len(args) > 3 else {}
+def implicit_fit_recommend(model: Any, data: Path, train_file: str, out: Path, k: int) -> dict[str, Any]:
+    """An implicit model the way its docs use it: a users x items CSR (of the `plays` column when there is
+    one, else ones), fit timed, top-k for the test users with liked items filtered, written as CSV."""
     import polars as pl
     import scipy.sparse as sp
-    from implicit.cpu.als import AlternatingLeastSquares
 
     frame = pl.read_csv(data / train_file)
     u_ids, u = np.unique(frame["user"].to_numpy(), return_inverse=True)
     i_ids, i = np.unique(frame["item"].to_numpy(), return_inverse=True)
     values = frame["plays"].to_numpy().astype(np.float32) if "plays" in frame.columns else np.ones(len(u), np.float32)
     matrix = sp.csr_matrix((values, (u, i)), shape=(len(u_ids), len(i_ids)))
-    model = AlternatingLeastSquares(**params, num_threads=_threads(), random_state=0)
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(matrix, show_progress=False)
     fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     test_users = pl.read_csv(data / "test_users.csv")["user"].to_numpy()
     rows = np.searchsorted(u_ids, test_users)
-    ids, _ = model.recommend(rows, matrix[rows], N=K, filter_already_liked_items=True)
-    pl.DataFrame({"user": np.repeat(test_users, K), "item": i_ids[ids.ravel()],
-                  "rank": np.tile(np.arange(1, K + 1), len(rows))}).write_csv(out)
+    ids, _ = model.recommend(rows, matrix[rows], N=k, filter_already_liked_items=True)
+    pl.DataFrame({"user": np.repeat(test_users, k), "item": i_ids[ids.ravel()],
+                  "rank": np.tile(np.arange(1, k + 1), len(rows))}).write_csv(out)
     return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
+
+
+def _child_implicit(args: list[str]) -> dict[str, Any]:
+    """implicit's ALS: a users x items CSR of confidences, fit, recommend."""
+    data, train_file, out = Path(args[0]), args[1], Path(args[2])
+    params = json.loads(args[3]) if len(args) > 3 else {}
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(**params, num_threads=_threads(), random_state=0)
+    return implicit_fit_recommend(model, data, train_file, out, K)
 
 
 def _child_numpy_ease(args: list[str]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ml100k_dir
-from speed import Context, Row, _threads, _version, child, ndcg_at_k, paired, read_recs
+from speed import Context, Row, _threads, _version, child, implicit_fit_recommend, ndcg_at_k, paired, read_recs
 
 TOP = 10
 
@@ -98,24 +98,10 @@ def _child_bpr_recotorch(args: list[str]) -> dict[str, Any]:
 def _child_bpr_implicit(args: list[str]) -> dict[str, Any]:
     """implicit's BPR the way its docs use it: a users x items CSR, fit, recommend with liked items filtered."""
     data, out = Path(args[0]), Path(args[1])
-    import polars as pl
-    import scipy.sparse as sp
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-    frame = pl.read_csv(data / "train.csv")
-    u_ids, u = np.unique(frame["user"].to_numpy(), return_inverse=True)
-    i_ids, i = np.unique(frame["item"].to_numpy(), return_inverse=True)
-    matrix = sp.csr_matrix((np.ones(len(u), np.float32), (u, i)), shape=(len(u_ids), len(i_ids)))
     model = BayesianPersonalizedRanking(num_threads=_threads(), random_state=0)
-    start, cpu = time.perf_counter(), time.process_time()
-    model.fit(matrix, show_progress=False)
-    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
-    users = pl.read_csv(data / "test_users.csv")["user"].to_numpy()
-    rows = np.searchsorted(u_ids, users)
-    ids, _ = model.recommend(rows, matrix[rows], N=TOP, filter_already_liked_items=True)
-    pl.DataFrame({"user": np.repeat(users, TOP), "item": i_ids[ids.ravel()],
-                  "rank": np.tile(np.arange(1, TOP + 1), len(rows))}).write_csv(out)
-    return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
+    return implicit_fit_recommend(model, data, "train.csv", out, TOP)
 
 
 def _child_mf_recotorch(args: list[str]) -> dict[str, Any]:
