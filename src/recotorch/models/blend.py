@@ -25,6 +25,7 @@ from recotorch.core.maths import ridge_solve
 from recotorch.data.interactions import Interactions
 from recotorch.errors import OptionError
 from recotorch.models.base import MODELS, Estimator, register
+from recotorch.models.ensemble import members_state, restore_members, share_data
 from recotorch.train.config import Params, log_uniform, param
 
 DEFAULT_COMPONENTS = ("mf", "svdpp", "knn_baseline", "bias")
@@ -91,9 +92,7 @@ class Blend(Estimator):
         self.members_ = [self._share(self._member(n).fit(train, valid)) for n in self.components]
 
     def _share(self, member: Estimator) -> Estimator:
-        member.users_, member.items_, member.seen_ = self.users_, self.items_, self.seen_
-        member.item_features_, member.user_features_ = self.item_features_, self.user_features_
-        return member
+        return share_data(self, member)
 
     def _combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
         total = torch.full_like(parts[0], float(self.weights_[0]))
@@ -123,23 +122,14 @@ class Blend(Estimator):
 
     # ---- files ----------------------------------------------------------------------------
     def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {"weights": self.weights_}
-        extras = []
-        for i, member in enumerate(self.members_):
-            t, extra = member._fitted_state()
-            tensors |= {f"member{i}.{k}": v for k, v in t.items()}
-            extras.append(extra)
-        return tensors, {"members": extras, "range": list(self.range_)}
+        tensors, extras = members_state(self.members_)
+        return {"weights": self.weights_, **tensors}, {"members": extras, "range": list(self.range_)}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         self.weights_ = tensors["weights"]
         self.range_ = tuple(extra["range"])
-        self.members_ = []
-        for i, (name, member_extra) in enumerate(zip(self.components, extra["members"], strict=True)):
-            prefix = f"member{i}."
-            member = self._share(self._member(name))
-            member._restore({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, member_extra)
-            self.members_.append(member)
+        self.members_ = restore_members([self._share(self._member(n)) for n in self.components],
+                                        tensors, extra["members"])
 
 
 def _ridge_weights(preds: torch.Tensor, target: torch.Tensor, reg: float) -> torch.Tensor:

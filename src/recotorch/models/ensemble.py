@@ -32,7 +32,7 @@ from recotorch.models.base import MODELS, Estimator, register
 from recotorch.models.config import field_names
 from recotorch.train.config import OptimizerName, Params, param
 
-__all__ = ["Bagged"]
+__all__ = ["Bagged", "members_state", "restore_members", "share_data"]
 
 NOT_SHARED = ("base", "members", "seed", "params")  # every other field goes to every member
 
@@ -87,10 +87,7 @@ class Bagged(Estimator):
         return make_model(self.base, **{**shared, **(self.params or {}), "seed": self.seed + i})
 
     def _share(self, member: Estimator) -> Estimator:
-        """Give a member this model's vocabularies, seen items and features (they are the same data)."""
-        member.users_, member.items_, member.seen_ = self.users_, self.items_, self.seen_
-        member.item_features_, member.user_features_ = self.item_features_, self.user_features_
-        return member
+        return share_data(self, member)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.members_ = []
@@ -147,18 +144,36 @@ class Bagged(Estimator):
 
     # ---- files ---------------------------------------------------------------------------
     def _fitted_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {}
-        extras = []
-        for i, member in enumerate(self.members_):
-            t, extra = member._fitted_state()
-            tensors |= {f"member{i}.{k}": v for k, v in t.items()}
-            extras.append(extra)
+        tensors, extras = members_state(self.members_)
         return tensors, {"members": extras}
 
     def _restore(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
-        self.members_ = []
-        for i, member_extra in enumerate(extra["members"]):
-            prefix = f"member{i}."
-            member = self._share(self._member(i))
-            member._restore({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, member_extra)
-            self.members_.append(member)
+        self.members_ = restore_members([self._share(self._member(i)) for i in range(len(extra["members"]))],
+                                        tensors, extra["members"])
+
+
+def share_data(owner: Estimator, member: Estimator) -> Estimator:
+    """Give a member the owner's vocabularies, seen items and features (they are fitted on the same data)."""
+    member.users_, member.items_, member.seen_ = owner.users_, owner.items_, owner.seen_
+    member.item_features_, member.user_features_ = owner.item_features_, owner.user_features_
+    return member
+
+
+def members_state(members: list[Estimator]) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Each member's fitted tensors under `member{i}.` and the list of their extras (what a composite saves)."""
+    tensors: dict[str, torch.Tensor] = {}
+    extras = []
+    for i, member in enumerate(members):
+        t, extra = member._fitted_state()
+        tensors |= {f"member{i}.{k}": v for k, v in t.items()}
+        extras.append(extra)
+    return tensors, extras
+
+
+def restore_members(members: list[Estimator], tensors: dict[str, torch.Tensor],
+                    extras: list[dict[str, Any]]) -> list[Estimator]:
+    """`members_state` undone: each (unfitted, data-shared) member restored from its prefixed tensors."""
+    for i, (member, extra) in enumerate(zip(members, extras, strict=True)):
+        prefix = f"member{i}."
+        member._restore({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, extra)
+    return members
