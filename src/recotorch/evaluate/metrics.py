@@ -36,8 +36,9 @@ ArrayLike = torch.Tensor | np.ndarray | Sequence[float]
 
 # ---- rating metrics ------------------------------------------------------------------------
 def _pair(pred: ArrayLike, target: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
-    p = torch.as_tensor(np.asarray(pred) if not isinstance(pred, torch.Tensor) else pred)
-    t = torch.as_tensor(np.asarray(target) if not isinstance(target, torch.Tensor) else target)
+    # np.array copies: arrays from Polars are read-only, which torch warns about on every evaluation
+    p = torch.as_tensor(np.array(pred) if not isinstance(pred, torch.Tensor) else pred)
+    t = torch.as_tensor(np.array(target) if not isinstance(target, torch.Tensor) else target)
     p, t = p.detach().cpu().double(), t.detach().cpu().double()
     if p.shape != t.shape:  # no broadcasting: (n,1) vs (n,) would silently give an (n,n) error
         raise ValueError(f"pred has shape {tuple(p.shape)} but target has {tuple(t.shape)}")
