@@ -108,3 +108,16 @@ def test_deferred_dynamo_puts_torchs_behaviour_back():
         opt.zero_grad()
     assert inside is not None and getattr(raw, "__dynamo_disable", None) is before
     assert opt.state_dict()["param_groups"][0]["lr"] == 0.1
+
+
+def test_loading_a_fitted_model_compiles_no_kernel(tmp_path: Path):
+    # ALS warms its Numba kernels for a fit (`prepare_fit`), never for recommending from a saved model
+    model = tmp_path / "als"
+    fit = ("import polars as pl\nfrom recotorch.models.als import ImplicitALS\n"
+           "from recotorch.data.interactions import Interactions\n"
+           "data = Interactions.from_frame(pl.DataFrame({'user': [1, 1, 2, 3], 'item': [1, 2, 2, 3]}))\n"
+           "est = ImplicitALS(dim=4, iterations=2)\nest.prepare_fit()\n"
+           f"est.fit(data).save({str(model)!r})\n")
+    assert _imported(fit, ("numba",)) == ["numba"]
+    found = _imported(_cli("recommend", str(model), "--user", "1", "--k", "2"), ("numba",))
+    assert found == []

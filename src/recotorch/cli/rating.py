@@ -194,6 +194,7 @@ def fit(
     catalogue = read_items(items, items_id_col, items_name_col, items_category_col,
                            item_col=item_name if isinstance(item_name, str) else "item")
 
+    estimator.prepare_fit()
     data = read_data(train_reading)
     if unread := unread_columns(train_reading):
         warn(f"note: {train}: column(s) {', '.join(map(repr, unread[:12]))}{', ...' if len(unread) > 12 else ''} "
@@ -293,12 +294,16 @@ def evaluate(
     header: Header = None,
     fmt: InFormat = None,
     strict: Strict = False,
+    include_seen: Annotated[bool, typer.Option(
+        help="Ranking: training items may be recommended and count as hits (a shop's next purchases include "
+             "repeat purchases), as recommend --include-seen; the overlap is then noted, not warned about.")] = False,
 ) -> None:
     """Score a saved model on a test file, beside the baselines when --train is given.
 
     Files are read with the columns and layout the model was fitted with, unless flags say
     otherwise. Test rows whose (user, item) pair the model was trained on are counted and
-    warned about (--strict: refused), since they make any score look better than it is.
+    warned about (--strict: refused), since they make any score look better than it is;
+    with --include-seen they are repeat interactions that the ranking may hit.
     """
     from recotorch.data.implicit import to_implicit
     from recotorch.evaluate.protocol import Report, rating_metrics
@@ -312,6 +317,10 @@ def evaluate(
     task = task or model.task
     cols = (user_col, item_col, rating_col, time_col)
     layout = {"sep": sep, "header": header, "fmt": fmt, "schema": model_schema(model, model_dir)}
+    if include_seen and task != "ranking":
+        raise OptionError("--include-seen", f"is for --task ranking, not {task}")
+    if include_seen and strict:
+        raise OptionError("--strict", "refuses test pairs seen in training, which --include-seen scores: give one")
     if task == "next":
         if strict:
             raise OptionError("--strict", "is for --task rating or ranking (a next item may repeat a history's)")
@@ -321,7 +330,7 @@ def evaluate(
     if task == "rating" and k:
         raise OptionError("--k", "is for --task ranking (cut-offs of the top-K lists)")
     test_data = read_table(test, *cols, rating_optional=task == "ranking", **layout)
-    _check_overlap(model, test_data, test, strict)
+    _check_overlap(model, test_data, test, strict, repeats=include_seen, ranking=task == "ranking")
     train_data = read_table(train, *cols, **layout) if train else None
     if threshold is not None and test_data.rating is None:
         raise OptionError("--threshold", f"{test} has no rating column to threshold")
@@ -335,7 +344,8 @@ def evaluate(
         if train_data is not None and train_data.rating is not None and threshold is not None:
             train_data = to_implicit(train_data, threshold=threshold)
         baselines = ("pop",)
-        score = lambda m: ranking_metrics_for(m, test_data, ks=tuple(k or (10, 20)))[0]  # noqa: E731
+        score = lambda m: ranking_metrics_for(m, test_data, ks=tuple(k or (10, 20)),  # noqa: E731
+                                              exclude_seen=not include_seen)[0]
     report.rows.append({"model": model.name, **score(model)})
     for name in baselines if train_data is not None else ():
         report.rows.append({"model": name, **score(make_model(name).fit(train_data))})
@@ -397,18 +407,26 @@ def _evaluate_next(model: Estimator, test: Path, train: Path | None, threshold: 
     out.print(report.to_rich())
 
 
-def _check_overlap(model: Estimator, test_data: Interactions, test: Path, strict: bool) -> None:
-    """Warn (--strict: refuse) when test rows are (user, item) pairs the model was trained on."""
+def _check_overlap(model: Estimator, test_data: Interactions, test: Path, strict: bool,
+                   repeats: bool = False, ranking: bool = False) -> None:
+    """Warn (--strict: refuse) when test rows are (user, item) pairs the model was trained on.
+
+    repeats (--include-seen): they are repeat interactions the ranking may hit; a note says how many."""
     n_overlap = training_pairs_in(model, test_data)
     if not n_overlap:
         return
     share = n_overlap / len(test_data)
     what = (f"{n_overlap:,} of the {len(test_data):,} (user, item) pairs of {test} ({share:.1%}) are pairs the "
             "model was trained on")
+    if repeats:
+        warn(f"note: {what}: repeats, which --include-seen lets the ranking hit")
+        return
     if strict:
         raise InputFileError(f"{what} (--strict); hold them out of training, e.g. with `recotorch split`")
+    hint = ("; if they are repeat purchases, --include-seen lets the ranking hit them (else they are masked "
+            "and never hit)") if ranking else ""
     warn(f"warning: {what}; scores on them are not a fair test (hold them out, e.g. with `recotorch split`; "
-         "--strict makes this an error)")
+         f"--strict makes this an error{hint})")
 
 
 def options(model: Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(MODELS))}.")]) -> None:

@@ -83,8 +83,7 @@ class ImplicitALS(Estimator):
     def torch_device(self) -> torch.device:
         return tensor_device(self.device)
 
-    def _apply_config(self, config: Any) -> None:
-        super()._apply_config(config)
+    def prepare_fit(self) -> None:
         if self.solver == "cg" and self.device == "cpu":
             als_kernel.warm_up_async()  # Numba's start-up overlaps with reading the data, not with the fit
 

@@ -249,6 +249,11 @@ class Estimator(ABC):
         return f"{type(self).__name__}({args})"
 
     # ---- fitting ------------------------------------------------------------------------
+    def prepare_fit(self) -> None:
+        """Start, in the background, what a later `fit` needs and can get ready while the data is read
+        (compiled kernels); a no-op by default. Loading a fitted model never calls it."""
+        return None
+
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Estimator:
         """Learn from `train`; `valid` (same raw ids) may drive early stopping. Returns self."""
         if len(train) == 0:

@@ -83,8 +83,7 @@ class RankingMF(GradientEstimator):
                 raise OptionError("sampler", "'in_batch' needs loss='softmax'")
 
     # ---- training -----------------------------------------------------------------------
-    def _apply_config(self, config: Any) -> None:
-        super()._apply_config(config)
+    def prepare_fit(self) -> None:
         if self.uses_kernel():
             ranking_kernel.warm_up_async()  # Numba's start-up overlaps with reading the data, not with the fit
 
