@@ -16,15 +16,19 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
+    import torch  # here, not at the top: a peer's child process importing this module must not pay for torch
+
     cpu = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -114,6 +118,8 @@ def synthetic_mf(n_users: int, n_items: int, dim: int = 32, *, clusters: int = 2
     Vectors lie around `clusters` random taste centres (0: i.i.d. Gaussian, the worst case for an
     ANN index); each user has `seen_per_user` random seen items; ratings squash onto (0, 5.5).
     """
+    import torch
+
     from recotorch.data.interactions import build_csr
     from recotorch.data.vocab import Vocab
     from recotorch.models.mf import DotBias, MatrixFactorization

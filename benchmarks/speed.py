@@ -93,6 +93,13 @@ def child(name: str, *args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--child", name, *args]
 
 
+def build_in_child(name: str, work: Path) -> None:
+    """Run the data-building child `name` on `work`. Data is built in a child, not here, because Linux
+    passes this process's peak memory on to every later child's ru_maxrss (at fork or vfork + exec):
+    building it here (or importing torch here) would floor the peak-RSS column of every child."""
+    subprocess.run(child(name, str(work)), check=True, stdout=subprocess.DEVNULL)
+
+
 def paired(ctx: Context, job: str, commands: dict[str, list[list[str]]], score: Callable[[str], str],
            notes: dict[str, str] | None = None, repeats: int | None = None) -> list[Row]:
     """Run each library's commands (one or more processes) `repeats` times, alternating the order."""
@@ -219,6 +226,7 @@ def _child_recotorch(args: list[str]) -> dict[str, Any]:
 
     torch.set_num_threads(_threads())
     model = make_model(model_name, **params)  # as `recotorch fit` does: the model first, then the data
+    model.prepare_fit()
     frame = pl.read_csv(data / train_file)
     rating = "plays" if "plays" in frame.columns else None
     train = Interactions.from_frame(frame, rating=rating, timestamp=None)
@@ -289,7 +297,16 @@ def _child_numpy_ease(args: list[str]) -> dict[str, Any]:
     return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
 
 
+def _child_write_split(args: list[str]) -> dict[str, Any]:
+    """The ALS/EASE split under args[0], with truth.json (the test items of each test user)."""
+    work = Path(args[0])
+    truth = write_split(work)
+    (work / "truth.json").write_text(json.dumps({str(u): sorted(s) for u, s in truth.items()}))
+    return {"test_users": len(truth)}
+
+
 CHILDREN: dict[str, Callable[[list[str]], dict[str, Any]]] = {
+    "write-split": _child_write_split,
     "recotorch": _child_recotorch,
     "implicit": _child_implicit,
     "numpy-ease": _child_numpy_ease,
@@ -301,8 +318,7 @@ def _split_dir(ctx: Context) -> tuple[Path, dict[int, set[int]]]:
     work = ctx.work / "lastfm_like"
     if not (work / "truth.json").exists():
         work.mkdir(parents=True, exist_ok=True)
-        truth = write_split(work)
-        (work / "truth.json").write_text(json.dumps({str(u): sorted(s) for u, s in truth.items()}))
+        build_in_child("write-split", work)
     raw = json.loads((work / "truth.json").read_text())
     return work, {int(u): set(s) for u, s in raw.items()}
 

@@ -29,7 +29,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ml100k_dir
-from speed import Context, Row, _threads, _version, child, implicit_fit_recommend, ndcg_at_k, paired, read_recs
+from speed import (
+    Context,
+    Row,
+    _threads,
+    _version,
+    build_in_child,
+    child,
+    implicit_fit_recommend,
+    ndcg_at_k,
+    paired,
+    read_recs,
+)
 
 TOP = 10
 
@@ -39,39 +50,50 @@ def _ranking_data(ctx: Context) -> tuple[Path, dict[int, set[int]]]:
     """train.csv (user,item) and test_users.csv of the top-N split; returns the test truth."""
     work = ctx.work / "ml100k_implicit"
     if not (work / "truth.json").exists():
-        import polars as pl
-
-        from recotorch.data.movielens import load_movielens
-        from recotorch.evaluate.ranking import ranking_split
-
-        work.mkdir(parents=True, exist_ok=True)
-        split = ranking_split(load_movielens(ml100k_dir()))
-        train = split.train.to_frame().select("user", "item")
-        train.write_csv(work / "train.csv")
-        test = split.test.to_frame()
-        truth: dict[int, set[int]] = {}
-        for u, i in zip(test["user"].to_list(), test["item"].to_list(), strict=True):
-            truth.setdefault(int(u), set()).add(int(i))
-        pl.DataFrame({"user": sorted(truth)}).write_csv(work / "test_users.csv")
-        (work / "truth.json").write_text(json.dumps({str(u): sorted(s) for u, s in truth.items()}))
+        build_in_child("ranking-data", work)
     raw = json.loads((work / "truth.json").read_text())
     return work, {int(u): set(s) for u, s in raw.items()}
+
+
+def _child_ranking_data(args: list[str]) -> dict[str, Any]:
+    import polars as pl
+
+    from recotorch.data.movielens import load_movielens
+    from recotorch.evaluate.ranking import ranking_split
+
+    work = Path(args[0])
+    work.mkdir(parents=True, exist_ok=True)
+    split = ranking_split(load_movielens(ml100k_dir()))
+    split.train.to_frame().select("user", "item").write_csv(work / "train.csv")
+    test = split.test.to_frame()
+    truth: dict[int, set[int]] = {}
+    for u, i in zip(test["user"].to_list(), test["item"].to_list(), strict=True):
+        truth.setdefault(int(u), set()).add(int(i))
+    pl.DataFrame({"user": sorted(truth)}).write_csv(work / "test_users.csv")
+    (work / "truth.json").write_text(json.dumps({str(u): sorted(s) for u, s in truth.items()}))
+    return {"test_users": len(truth)}
 
 
 def _rating_data(ctx: Context) -> tuple[Path, np.ndarray]:
     """train.csv (user,item,rating), test_pairs.csv (user,item); returns the test ratings in file order."""
     work = ctx.work / "ml100k_80k"
     if not (work / "test_ratings.npy").exists():
-        from recotorch.data import splits
-        from recotorch.data.movielens import load_movielens
-
-        work.mkdir(parents=True, exist_ok=True)
-        split = splits.random(load_movielens(ml100k_dir()), test_frac=0.2, seed=0)
-        split.train.to_frame().select("user", "item", "rating").write_csv(work / "train.csv")
-        test = split.test.to_frame()
-        test.select("user", "item").write_csv(work / "test_pairs.csv")
-        np.save(work / "test_ratings.npy", test["rating"].to_numpy())
+        build_in_child("rating-data", work)
     return work, np.load(work / "test_ratings.npy")
+
+
+def _child_rating_data(args: list[str]) -> dict[str, Any]:
+    from recotorch.data import splits
+    from recotorch.data.movielens import load_movielens
+
+    work = Path(args[0])
+    work.mkdir(parents=True, exist_ok=True)
+    split = splits.random(load_movielens(ml100k_dir()), test_frac=0.2, seed=0)
+    split.train.to_frame().select("user", "item", "rating").write_csv(work / "train.csv")
+    test = split.test.to_frame()
+    test.select("user", "item").write_csv(work / "test_pairs.csv")
+    np.save(work / "test_ratings.npy", test["rating"].to_numpy())
+    return {"test_pairs": test.height}
 
 
 # ---- children -----------------------------------------------------------------------------------
@@ -86,6 +108,7 @@ def _child_bpr_recotorch(args: list[str]) -> dict[str, Any]:
 
     torch.set_num_threads(_threads())
     model = make_model("bpr")
+    model.prepare_fit()  # as `recotorch fit` does, before reading the data
     train = Interactions.from_frame(pl.read_csv(data / "train.csv"), rating=None, timestamp=None)
     start, cpu = time.perf_counter(), time.process_time()
     model.fit(train)
@@ -143,7 +166,8 @@ def _child_mf_surprise(args: list[str]) -> dict[str, Any]:
     return {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
 
 
-CHILDREN = {"bpr-recotorch": _child_bpr_recotorch, "bpr-implicit": _child_bpr_implicit,
+CHILDREN = {"ranking-data": _child_ranking_data, "rating-data": _child_rating_data,
+            "bpr-recotorch": _child_bpr_recotorch, "bpr-implicit": _child_bpr_implicit,
             "mf-recotorch": _child_mf_recotorch, "mf-surprise": _child_mf_surprise}
 
 
