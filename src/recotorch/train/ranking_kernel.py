@@ -198,11 +198,13 @@ def _kernels() -> tuple[Any, Any]:
                 total += glog[j]
             sp = np.float32(0.0)
             for d in range(dim):
-                gp = decay_u * P[uu, d]
-                for j in range(width):
-                    gp += glog[j] * Q[it[s * width + j], d]
-                g_p[s, d] = gp
-                sp += gp * gp
+                g_p[s, d] = decay_u * P[uu, d]
+            for j in range(width):  # candidate-major: each pass reads one contiguous row (SIMD), not a column
+                gj, ij = glog[j], it[s * width + j]
+                for d in range(dim):
+                    g_p[s, d] += gj * Q[ij, d]
+            for d in range(dim):
+                sp += g_p[s, d] * g_p[s, d]
             sq_p[s] = sp / dim
             g_bu[s] = total + decay_u * bu[uu] if bce else 0.0  # BPR: b_u cancels in every difference
             for j in range(width):
