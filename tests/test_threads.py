@@ -141,3 +141,23 @@ def test_set_threads_is_part_of_the_python_api():
 
     recotorch.set_threads(2)
     assert threads.requested_threads() == 2
+
+
+def test_the_lr_finder_follows_the_trainers_policy():
+    from recotorch.train.lr_finder import lr_find
+
+    module = torch.nn.Module()
+    module.w = torch.nn.Parameter(torch.zeros(10))
+    seen: set[int] = set()
+
+    def loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        seen.add(torch.get_num_threads())
+        return ((module.w.sum() - batch["y"]) ** 2).mean()
+
+    torch.set_num_threads(2)
+    try:
+        lr_find(module, loss, {"y": torch.ones(8)}, TrainConfig(batch_size=4, progress=False), steps=5)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    assert seen == {1} and after == 2  # a small step runs on one thread; the caller's count is put back

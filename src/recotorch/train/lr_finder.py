@@ -11,9 +11,11 @@ import torch
 from torch import nn
 
 from recotorch.core.device import resolve_device, seeded
+from recotorch.core.threads import torch_threads, training_threads
+from recotorch.train import lazy_dynamo
 from recotorch.train.config import TrainConfig
 from recotorch.train.optimizers import make_optimizer
-from recotorch.train.trainer import BatchLoss, _common_length
+from recotorch.train.trainer import BatchLoss, _common_length, step_work
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def lr_find(module: nn.Module, batch_loss: BatchLoss, data: dict[str, torch.Tens
     factor = (end / start) ** (1 / max(1, steps - 1))
     lrs, losses, avg, best = [], [], 0.0, math.inf
     gen = torch.Generator().manual_seed(config.seed)
-    with seeded(config.seed, device):
+    threads = training_threads(step_work(module, data, config.batch_size), n)  # as the Trainer would train
+    with seeded(config.seed, device), torch_threads(threads), lazy_dynamo.deferred():
         for step in range(steps):
             lr = start * factor**step
             for group in optimizer.param_groups:
