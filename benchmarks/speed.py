@@ -51,7 +51,7 @@ Row = dict[str, Any]
 EXTRA_JOB_MODULES: tuple[str, ...] = ("speed_sgd",)  # modules with their own JOBS / CHILDREN
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 K = 20
-FITTED = re.compile(r"^fitted .*? in ([0-9.]+) s", re.MULTILINE | re.DOTALL)
+FITTED = re.compile(r"^fitted .*?\sin ([0-9.]+) s", re.MULTILINE | re.DOTALL)  # the line may wrap before "in"
 POP_EXPONENT = 0.78  # Zipf exponent of artist popularity (gives ~15.4k distinct train artists)
 
 
