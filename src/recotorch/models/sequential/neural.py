@@ -24,6 +24,7 @@ from recotorch.errors import OptionError
 from recotorch.models.base import register
 from recotorch.models.gradient import GradientEstimator
 from recotorch.models.sequential.base import SequenceModel
+from recotorch.models.sequential.layers import CausalBlock, Dropout, full_softmax_loss
 from recotorch.train.config import TrainConfig, Tune, int_range, param
 
 Loss = Literal["softmax", "sampled", "gbce"]
@@ -50,17 +51,16 @@ class SequenceConfig(TrainConfig):
 
 
 class SASRecNet(nn.Module):
-    """Item + position embeddings, pre-LN causal transformer blocks, a final LayerNorm."""
+    """Item + position embeddings, pre-LN causal self-attention blocks, a final LayerNorm."""
 
     def __init__(self, n_items: int, dim: int, max_len: int, blocks: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.item = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.pos = nn.Embedding(max_len, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim, dropout, batch_first=True, norm_first=True,
-                                           activation="gelu")
-        self.encoder = nn.TransformerEncoder(layer, blocks, enable_nested_tensor=False)
+        self.encoder = nn.Module()  # `encoder.layers.i.*`: the names nn.TransformerEncoder gave these weights
+        self.encoder.layers = nn.ModuleList(CausalBlock(dim, heads, dropout) for _ in range(blocks))
         self.norm = nn.LayerNorm(dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         nn.init.normal_(self.item.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
         with torch.no_grad():
@@ -68,11 +68,11 @@ class SASRecNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, L) right-aligned, 0 = padding -> hidden states (B, L, dim)."""
-        length = x.shape[1]
-        h = self.item(x) * math.sqrt(self.item.embedding_dim) + self.pos.weight[-length:]
+        h = self.item(x) * math.sqrt(self.item.embedding_dim) + self.pos.weight[-x.shape[1]:]
         h = self.drop(h) * (x > 0).unsqueeze(-1)
-        causal = torch.triu(torch.full((length, length), float("-inf"), device=x.device), 1)
-        return self.norm(self.encoder(h, mask=causal, is_causal=True))
+        for block in self.encoder.layers:
+            h = block(h)
+        return self.norm(h)
 
     def item_weights(self) -> torch.Tensor:
         return self.item.weight[1:]
@@ -87,7 +87,7 @@ class GRU4RecNet(nn.Module):
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(dim, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         self.out = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         nn.init.normal_(self.item.weight, std=0.02)
         with torch.no_grad():
             self.item.weight[0].zero_()
@@ -130,10 +130,13 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
 
     def _first_seen(self, batch: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) the input position where each item first occurs in a window's history (-1: before
-        the window, L: never); column 0 is padding. Built by scatter, no loop over windows."""
+        the window, L: never); column 0 is padding. Built by scatter, no loop over windows; int16 while the
+        positions fit (it is read once per target)."""
         rows, length = inputs.shape
-        first = torch.full((rows, self._n_items + 1), length, dtype=torch.int64, device=inputs.device)
-        first.scatter_reduce_(1, inputs, torch.arange(length, device=inputs.device).expand(rows, length), "amin")
+        dtype = torch.int16 if length < 2**15 else torch.int64
+        first = torch.full((rows, self._n_items + 1), length, dtype=dtype, device=inputs.device)
+        first.scatter_reduce_(1, inputs, torch.arange(length, dtype=dtype, device=inputs.device).expand(rows, length),
+                              "amin")
         count = batch["prefix_count"]
         owner = torch.repeat_interleave(torch.arange(rows, device=inputs.device), count)
         offset = torch.arange(owner.numel(), device=inputs.device) - (torch.cumsum(count, 0) - count)[owner]
@@ -152,24 +155,22 @@ class _NeuralSequence(SequenceModel, GradientEstimator):
         x = batch["window"] + 1  # 0 = padding
         inputs, targets = x[:, :-1], x[:, 1:]
         h = self.module_(inputs)
-        mask = targets > 0
-        hidden, target = h[mask], targets[mask] - 1  # (N, dim), (N,)
+        row, step = (targets > 0).nonzero(as_tuple=True)  # the targets, row-major as h[mask]
+        hidden, target = h[row, step], targets[row, step] - 1  # (N, dim), (N,)
         weights = self.module_.item_weights()
         first = self._first_seen(batch, inputs) if self.mask_history else None
-        steps = torch.arange(inputs.shape[1], device=x.device)
         if self.loss == "softmax":
-            logits = hidden @ weights.T
-            if first is not None:  # seen[b, t, i]: item i occurs in window b's history up to position t
-                seen = (first[:, None, 1:] <= steps[None, :, None])[mask]  # (N, n_items)
+            seen = None
+            if first is not None:  # seen[n, i]: item i occurs in target n's history (its window's, up to its step)
+                seen = first[row, 1:] <= step[:, None].to(first.dtype)  # (N, n_items)
                 seen[torch.arange(target.numel(), device=x.device), target] = False
-                logits = logits.masked_fill(seen, -torch.inf)
-            return F.cross_entropy(logits, target)
+            return full_softmax_loss(hidden, weights, target, seen)
         negatives = torch.randint(self._n_items, (self.n_neg,), device=hidden.device)
         pos = (hidden * weights[target]).sum(1, keepdim=True)  # (N, 1)
         neg = hidden @ weights[negatives].T  # (N, n_neg)
         drop = negatives[None, :] == target[:, None]  # accidental hits
         if first is not None:
-            drop |= (first[:, None, negatives + 1] <= steps[None, :, None])[mask]
+            drop |= first[:, negatives + 1][row] <= step[:, None].to(first.dtype)
         neg = neg.masked_fill(drop, -torch.inf)
         if self.loss == "sampled":
             return F.cross_entropy(torch.cat([pos, neg], 1), torch.zeros_like(target))

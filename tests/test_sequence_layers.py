@@ -1,0 +1,65 @@
+"""The sequence models' own layers: the fused full-softmax loss, the fast dropout, the causal block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recotorch.models.sequential.layers import CausalBlock, Dropout, full_softmax_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_full_softmax_loss_matches_masked_cross_entropy_and_its_gradients():
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(40, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(30, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(30, (40,), generator=gen)
+    seen = torch.rand(40, 30, generator=gen) < 0.4
+    seen[torch.arange(40), target] = False
+    for mask in (None, seen):
+        logits = hidden @ weights.T
+        if mask is not None:
+            logits = logits.masked_fill(mask, -torch.inf)
+        want = F.cross_entropy(logits, target)
+        want_grads = torch.autograd.grad(want * 3.0, (hidden, weights))
+        got = full_softmax_loss(hidden, weights, target, mask)
+        got_grads = torch.autograd.grad(got * 3.0, (hidden, weights))
+        torch.testing.assert_close(got, want)
+        for g, w in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w)
+    assert full_softmax_loss(hidden, weights, target, seen) < full_softmax_loss(hidden, weights, target)
+
+
+def test_dropout_keeps_the_mean_in_training_and_is_the_identity_in_eval():
+    drop = Dropout(0.25)
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    y = drop(x)
+    assert abs(float((y == 0).float().mean()) - 0.25) < 0.01
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.75))
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert drop.eval()(x) is x
+
+
+def test_causal_block_is_a_pre_ln_transformer_layer_that_reads_no_later_position():
+    torch.manual_seed(0)
+    block = CausalBlock(8, 2, 0.1)
+    reference = nn.TransformerEncoderLayer(8, 2, 8, 0.1, batch_first=True, norm_first=True, activation="gelu")
+    assert set(block.state_dict()) == set(reference.state_dict())  # model directories of the old layer load
+    block.load_state_dict(reference.state_dict())
+    block.eval(), reference.eval()
+    x = torch.randn(3, 7, 8)
+    causal = nn.Transformer.generate_square_subsequent_mask(7)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference(x, src_mask=causal, is_causal=True))
+        changed = x.clone()
+        changed[:, 4:] += 1.0
+        torch.testing.assert_close(block(changed)[:, :4], block(x)[:, :4])
+    block.train()  # the training path (attention dropout drawn by hand) is causal too
+    torch.manual_seed(1)
+    out = block(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(block(changed)[:, :4], out[:, :4])
