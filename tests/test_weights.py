@@ -111,12 +111,35 @@ def test_repeat_purchases_change_ease_scores(orders):
                           binary.score(torch.arange(2)))
 
 
-def test_item_knn_learns_from_the_weights():
+def test_item_knn_links_from_0_1_or_from_the_weights():
     log = play_log(n_users=200, n_items=120, artists=12, seed=1)
     data = Interactions.from_frame(log, rating="plays")
-    a = ItemKNN(neighbours=20).fit(to_implicit(data, weights="binary")).similarity_
-    b = ItemKNN(neighbours=20).fit(to_implicit(data, weights="log1p")).similarity_
-    assert not torch.allclose(a, b)
+    binary, log1p = to_implicit(data, weights="binary"), to_implicit(data, weights="log1p")
+    plain = ItemKNN(neighbours=20).fit(binary)
+    default = ItemKNN(neighbours=20).fit(log1p)  # links from 0/1, the weights only in the user's row
+    assert torch.equal(default.similarity_, plain.similarity_)
+    assert not torch.allclose(default.score(torch.arange(5)), plain.score(torch.arange(5)))
+    weighted = ItemKNN(neighbours=20, links_from="weights").fit(log1p)
+    assert not torch.allclose(weighted.similarity_, plain.similarity_)
+
+
+def test_ease_links_from_0_1_and_own_weight_mix_in_the_users_own_strength(orders):
+    data = to_implicit(read_interactions(orders, **COLS), weights="count")
+    binary = EASE(reg=1.0).fit(to_implicit(read_interactions(orders, **COLS), weights="binary"))
+    counted = EASE(reg=1.0, own_weight=0.0).fit(data)
+    assert torch.equal(counted.weights_, binary.weights_)  # W from which items each user bought
+    assert not torch.allclose(EASE(reg=1.0, links_from="weights").fit(data).weights_, binary.weights_)
+    users = torch.arange(2)
+    rows = counted.user_rows(users).to_dense().cpu()  # x_u: the counts divided by their mean
+    for a in (0.3, 1.0):
+        mixed = EASE(reg=1.0, own_weight=a).fit(data)
+        assert torch.allclose(mixed.score(users), (1 - a) * counted.score(users) + a * rows, atol=1e-6)
+        assert torch.allclose(mixed.score(users, torch.tensor([0, 1])),
+                              mixed.score(users)[users, torch.tensor([0, 1])])  # pair scores agree
+    # repeats allowed: c1's most-bought SKU (a, 3 purchases) comes before b (1 purchase)
+    top = EASE(reg=1.0, own_weight=0.5).fit(data).recommend(["c1"], k=2, exclude_seen=False).to_frame()
+    assert top["item"].to_list() == ["a", "b"]
+    assert binary.get_params()["own_weight"] == 0.5 and binary.get_params()["links_from"] == "binary"
 
 
 def test_generators_make_repeats_and_heavy_tails():
@@ -163,3 +186,33 @@ def test_cli_refuses_a_bad_weights_value_in_one_line(orders, tmp_path):
     done = _fit(str(orders), "--out", str(tmp_path / "m"), "--model", "mf", "--weights", "count",
                 "--user-col", "customer_id", "--item-col", "sku", "--rating-col", "qty")
     assert done.returncode == 2 and "--weights" in done.stderr
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    from tests.helpers.cli import cli_fixture
+
+    yield from cli_fixture(capsys, monkeypatch)
+
+
+def _ndcg10(stdout: str) -> float:
+    row = next(line for line in stdout.splitlines() if "ndcg@10" in line)
+    return float(row.split("│")[2])
+
+
+def test_cli_evaluate_include_seen_scores_repeat_purchases(orders, tmp_path, cli):
+    model = tmp_path / "m"
+    code, _, err = cli("fit", orders, "--out", model, "--model", "ease", "--set", "reg=1", "--weights", "count",
+                       "--user-col", "customer_id", "--item-col", "sku", "--rating-col", "qty", "--time-col", "ts")
+    assert code == 0, err
+    later = tmp_path / "later.csv"  # the next purchases: c1 re-buys a, c2 re-buys b
+    pl.DataFrame({"customer_id": ["c1", "c2"], "sku": ["a", "b"], "qty": [1, 1],
+                  "ts": ["2024-02-01T10:00:00"] * 2}).write_csv(later)
+    code, out, err = cli("evaluate", model, later)
+    assert code == 0 and _ndcg10(out) == 0.0  # seen items are masked: a repeat can never be hit
+    assert "2 of the 2 (user, item) pairs" in err and "--include-seen" in err
+    code, out, err = cli("evaluate", model, later, "--include-seen")
+    assert code == 0 and _ndcg10(out) == 1.0  # each customer's most-bought item ranks first
+    assert "note: 2 of the 2 (user, item) pairs" in err and "warning" not in err
+    code, _, err = cli("evaluate", model, later, "--include-seen", "--strict")
+    assert code == 2 and "--strict" in err

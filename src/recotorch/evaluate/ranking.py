@@ -39,11 +39,13 @@ def ranking_split(data: Interactions, threshold: float | None = 4, frac: float =
 
 
 def ranking_metrics_for(model: Estimator, test: Interactions, ks: Sequence[int] = (10, 20),
-                        batch_size: int = 1024) -> tuple[dict[str, float], dict[str, int]]:
+                        batch_size: int = 1024, *,
+                        exclude_seen: bool = True) -> tuple[dict[str, float], dict[str, int]]:
     """Full-catalogue metrics of a fitted model on `test` (raw ids mapped onto its vocabularies).
 
     Returns (metrics, counts): counts has the test rows used and those dropped because their
-    user or item is unknown to the model.
+    user or item is unknown to the model. `exclude_seen=False` lets training items be
+    recommended and hit (repeat purchases as next purchases, `evaluate --include-seen`).
     """
     moved, known = test.reindex(model.users_, model.items_)
     user_known = torch.from_numpy(model.users_.index(test.users.ids.gather(test.user_idx.numpy()))) >= 0
@@ -51,7 +53,9 @@ def ranking_metrics_for(model: Estimator, test: Interactions, ks: Sequence[int] 
               "dropped_unknown_user": int((~user_known).sum())}
     test_csr = build_csr(moved.user_idx, moved.item_idx, model.n_users)
     users = torch.unique(moved.user_idx)
-    metrics = evaluate_ranking(model.score, users, model.seen_, test_csr, model.n_items, ks=ks,
+    none = torch.empty(0, dtype=torch.int64)
+    exclude = model.seen_ if exclude_seen else build_csr(none, none, model.n_users)
+    metrics = evaluate_ranking(model.score, users, exclude, test_csr, model.n_items, ks=ks,
                                batch_size=batch_size)
     return metrics, counts
 

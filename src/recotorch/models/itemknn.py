@@ -10,6 +10,20 @@ Interaction strength: X's entries are the implicit confidences of `recotorch.dat
 (`confidence`: the weights of `to_implicit`, e.g. repeat-purchase counts, divided by their
 mean; all 1 for binary data), both when W is learnt and in the scored rows x_u.
 
+Links from 0/1 (`links_from="binary"`, EASE's and item-kNN's default): W is learnt from which
+items each user has, and only x_u carries the confidences. On a repeat-purchase log a Gram
+matrix of counts is dominated by the few heavily re-bought (user, item) pairs: EASE's NDCG@10
+on new items fell to 0.23x of binary with W from counts, while 0/1 links with a weighted x_u
+kept 1.00x (`benchmarks/results/weights.md`). `links_from="weights"` learns W from them too.
+
+Repeats (`own_weight` a, EASE and item-kNN; 0 for RP3beta): a seen item's score is (1 - a) x (x_u W)_j + a x x_uj, the
+model's reconstruction mixed with the user's own confidence for it, so when seen items may be
+recommended (`recommend --include-seen`, next purchases of a shop) the items a user buys most
+come first. It changes no ranking when seen items are excluded (the default everywhere): the
+other items' scores are all scaled by 1 - a. A new user's folded-in row (`fold_in`: the history
+plus the popularity prior) mixes in the same way, so a training user's items folded in score as
+that user does.
+
 Recency (`half_life`): with `half_life` set, each training item of the user also counts
 0.5 ** (s / h), s = how many of the user's training rows came after it (0 for the latest, by
 timestamp, ties by row order) and h = half_life x the user's number of rows
@@ -39,6 +53,10 @@ from recotorch.train.config import Params, Tune, int_range, log_uniform, param
 BLOCK_CELLS = 2**24
 DEFAULT_ITEM_PRIOR = 1.0  # fold-in: weight of the average training user's row added to a new user's row
 HalfLifeUnit = Literal["fraction", "steps"]
+LinksFrom = Literal["binary", "weights"]
+LINKS_HELP = "learn W from 0/1 pairs (binary) or from the confidences (weights); x_u always has the confidences"
+OWN_HELP = ("share of a seen item's score that is the user's own confidence for it (ranks repeats; no effect "
+            "when seen items are excluded)")
 
 
 @dataclass
@@ -124,6 +142,8 @@ class ItemItemModel(Estimator):
     device: str
     half_life: float | None = None
     half_life_unit: HalfLifeUnit = "fraction"
+    links_from: LinksFrom = "weights"  # subclasses with the option declare it in their Config
+    own_weight: float = 0.0  # share of a seen item's score that is the user's own x_uj (module docstring)
     profile_: CSR | None = None  # weight (confidence x recency) of each user's training items (None: all 1)
 
     @property
@@ -142,8 +162,13 @@ class ItemItemModel(Estimator):
         self._fit_links(train, valid)
 
     def _weighted_pairs(self, train: Interactions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What `_fit_links` learns W from: the distinct pairs and their confidences."""
-        return weighted_pairs(train)
+        """What `_fit_links` learns W from: the distinct pairs and their confidences (1 with links_from="binary")."""
+        users, items, conf = weighted_pairs(train)
+        if self.links_from == "binary":
+            conf = torch.ones_like(conf)
+        elif self.links_from != "weights":
+            raise ValueError(f"links_from must be 'binary' or 'weights', got {self.links_from!r}")
+        return users, items, conf
 
     @abstractmethod
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
@@ -203,9 +228,19 @@ class ItemItemModel(Estimator):
         return rows + (DEFAULT_ITEM_PRIOR if reg is None else reg) * mean_row
 
     def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
-        """x @ W for dense rows x (B, n_items) (rows with the prior are dense)."""
+        """x @ W for dense rows x (B, n_items) (rows with the prior are dense), with `own_weight` as in `score`."""
         with torch.no_grad():
-            return self._propagate(vectors.to_sparse().to(self.torch_device)).cpu()
+            return self._mix_own(self._propagate(vectors.to_sparse().to(self.torch_device)).cpu(), vectors)
+
+    def _mix_own(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(1 - own_weight) x scores + own_weight x rows (the users' own x_u, dense or sparse), in place."""
+        if not self.own_weight:
+            return scores
+        scores.mul_(1.0 - self.own_weight)
+        if rows.is_sparse:
+            rows = rows.cpu().coalesce()
+            return scores.index_put_(tuple(rows.indices()), self.own_weight * rows.values(), accumulate=True)
+        return scores.add_(rows.to(scores.device), alpha=self.own_weight)
 
     def update(self, rows: NewRows, *, reg: float | None = None, epochs: int = 0, lr: float | None = None) -> None:
         """Scores use the merged seen sets (new rows count 1); new items get no links until a refit."""
@@ -253,7 +288,8 @@ class ItemItemModel(Estimator):
     def score(self, user_idx: torch.Tensor, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
             if item_idx is None:
-                return self._propagate(self.user_rows(user_idx)).cpu()
+                rows = self.user_rows(user_idx)
+                return self._mix_own(self._propagate(rows).cpu(), rows)  # seen items: the user's own confidence
             return self._pair_scores(user_idx, item_idx)
 
     def _pair_scores(self, user_idx: torch.Tensor, item_idx: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -301,6 +337,9 @@ class ItemKNN(ItemItemModel):
         shrink: float = param(0.0, ge=0, help="added to the cosine's denominator", tune=Tune(0.0, 100.0))
         k1: float = param(1.2, ge=0, help="BM25 saturation")
         b: float = param(0.75, ge=0, le=1, help="BM25 length normalisation")
+        links_from: LinksFrom = param("binary", help=LINKS_HELP)  # noqa: RUF009 (a type alias)
+        # no tune hint: the tuner ranks with seen items excluded, where own_weight changes no ranking
+        own_weight: float = param(0.5, ge=0, le=1, help=OWN_HELP)
 
     def _fit_links(self, train: Interactions, valid: Interactions | None) -> None:
         n_users, n_items, dev = train.n_users, train.n_items, self.torch_device
