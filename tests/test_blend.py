@@ -46,3 +46,61 @@ def test_blend_beats_each_component_on_movielens(ml100k):
     blend = make_model("blend", components=components).fit(split.train)
     assert _rmse(blend, split.test) < min(rmse.values()) - 0.003, (rmse, blend.blend_weights())
     assert set(blend.blend_weights()) == {"intercept", *components}
+
+
+def _small_blend(**options):
+    from tests.conftest import planted_ratings
+
+    train = planted_ratings(n_users=30, n_items=20, seed=3)
+    params = {"mf": {"dim": 4, "epochs": 2}, "knn_baseline": {"k": 5}}
+    return make_model("blend", components=("mf", "knn_baseline"), params=params, **options).fit(train)
+
+
+def test_support_weights_full_rows_pairs_and_cold_users_agree():
+    blend = _small_blend()
+    assert blend.support_ is not None and blend.weights_.numel() == 1 + 3 * 2 + 2
+    users = torch.tensor([0, 3, 3, 29])
+    items = torch.tensor([1, 0, 19, 7])
+    full = blend.score(users)
+    torch.testing.assert_close(full[torch.arange(4), items], blend.score(users, items))
+    # by hand for one pair: (w_c + a_c z_u + b_c z_i) p_c summed, plus the support terms
+    w = blend.weights_.tolist()
+    zu, zi = blend.support_[0][3], blend.support_[1][19]
+    parts = [m.score(users[1:3], items[1:3])[1] for m in blend.members_]
+    want = w[0] + sum((w[1 + k] + w[3 + k] * zu + w[5 + k] * zi) * p for k, p in enumerate(parts))
+    want = (want + w[7] * zu + w[8] * zi).clamp(*blend.range_)
+    torch.testing.assert_close(blend.score(users[2:3], items[2:3])[0], want)
+    unknown = blend._fallback(torch.tensor([-1, 3]), torch.tensor([2, -1]))
+    assert unknown.shape == (2,) and torch.isfinite(unknown).all()
+    assert blend.cold_scores().shape == (blend.n_items,)
+
+
+def test_without_support_the_weights_are_one_per_component():
+    blend = _small_blend(by_support=False)
+    assert blend.support_ is None and blend.weights_.numel() == 3
+
+
+def test_save_load_keeps_the_support_weights_and_reads_older_blends(tmp_path):
+    import hashlib
+    import json
+
+    from recotorch import artifacts
+
+    for by_support in (True, False):
+        blend = _small_blend(by_support=by_support)
+        want = blend.score(torch.arange(5))
+        path = artifacts.save(blend, tmp_path / f"b{by_support}")
+        torch.testing.assert_close(artifacts.load(path).score(torch.arange(5)), want)
+    # a blend saved before `by_support` existed: its params lack the field (default True), no support tensors
+    folder = tmp_path / "bFalse"
+    meta_file = next(folder.rglob("model.json"))
+    meta = json.loads(meta_file.read_text())
+    del meta["params"]["by_support"]
+    meta_file.write_text(json.dumps(meta))
+    pointer = folder / "CURRENT"
+    current = json.loads(pointer.read_text())
+    current["model.json"] = hashlib.sha256(meta_file.read_bytes()).hexdigest()
+    pointer.write_text(json.dumps(current))
+    old = artifacts.load(folder)
+    assert old.by_support is False and old.support_ is None
+    torch.testing.assert_close(old.score(torch.arange(5)), want)

@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from recotorch.artifacts import load
 from recotorch.cli import app, boundary
+from recotorch.tune.record import jsonable
+from recotorch.tune.search import TIE
 
 pytest.importorskip("optuna")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -68,12 +70,14 @@ def test_search_refits_the_best_and_writes_the_record(sample: Path, tmp_path: Pa
     best = rec["best"]
     model = load(out / "model")  # a normal model directory
     assert model.name == best["model"]
-    assert {k: model.get_params()[k] for k in best["params"]} == best["params"]  # the chosen settings, saved
+    saved = jsonable({k: model.get_params()[k] for k in best["params"]})
+    assert saved == best["params"]  # the chosen settings, saved
     assert f"chosen {best['model']}" in stdout  # and printed
     board = pl.read_csv(out / "leaderboard.csv")
     assert board.height == 5 and {"model", "settings", "RMSE", "fit_s", "peak_mb"} <= set(board.columns)
     done = board.filter(pl.col("state") == "complete")
-    assert done["RMSE"].min() == pytest.approx(best["value"])
+    assert best["value"] in done["RMSE"].to_list()
+    assert best["value"] <= done["RMSE"].min() * (1 + TIE)  # the best, or defaults within the noise margin
     assert (out / "history.png").stat().st_size > 0 and (out / "families.png").stat().st_size > 0
     report = (out / "report.md").read_text()
     assert "Leaderboard" in report and best["model"] in report and "history.png" in report
