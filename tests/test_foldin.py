@@ -131,7 +131,7 @@ def test_ease_fold_in_of_a_training_user_is_its_own_score():
     torch.testing.assert_close(new_user_scores(model, vec[None])[0], model.score(torch.tensor([3]))[0])
 
 def test_item_item_prior_leans_on_popularity_but_keeps_the_users_block():
-    model = EASE(reg=5.0).fit(_implicit_blocks())
+    model = EASE(reg=5.0, own_weight=0.0).fit(_implicit_blocks())  # own_weight would mix item 11's own weight in
     top = recommend_for_new_user(model, [11], k=3).item_ids(0)  # one block-2 item
     assert all(10 <= i < 20 for i in top), top
     alone = new_user_scores(model, fold_in(model, [11], reg=0.0)[None])[0]  # no prior: item 11's row of W

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -216,3 +217,16 @@ def test_cli_evaluate_include_seen_scores_repeat_purchases(orders, tmp_path, cli
     assert "note: 2 of the 2 (user, item) pairs" in err and "warning" not in err
     code, _, err = cli("evaluate", model, later, "--include-seen", "--strict")
     assert code == 2 and "--strict" in err
+
+
+@pytest.mark.parametrize(("model", "expected"), [("als", "count"), ("ease", "log1p")])
+def test_without_weights_fit_takes_the_models_default_and_records_it(model, expected, orders, tmp_path, cli):
+    out = tmp_path / model
+    setting = "dim=4" if model == "als" else "reg=1"
+    code, stdout, err = cli("fit", orders, "--out", out, "--model", model, "--set", setting,
+                            "--user-col", "customer_id", "--item-col", "sku", "--rating-col", "qty", "--time-col", "ts")
+    assert code == 0, err
+    assert f"weights {expected}" in stdout
+    from recotorch.artifacts import read_file
+
+    assert json.loads(read_file(out, "schema.json"))["options"]["weights"] == expected

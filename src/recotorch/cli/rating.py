@@ -110,7 +110,8 @@ def fit(
     weights: Annotated[str | None, typer.Option(
         help="Implicit feedback: how strongly each (user, item) pair counts. binary: 1; count: its rows "
              "(repeat purchases, plays); sum: the sum of its --rating-col values (quantities, play counts); "
-             f"log1p: log(1 + sum). Default {DEFAULT_WEIGHTS} (benchmarks/results/weights.md).")] = None,
+             f"log1p: log(1 + sum). Default: the model's, {DEFAULT_WEIGHTS} (als: count; "
+             "benchmarks/results/weights.md).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run from its checkpoint.")] = False,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any option of the model as KEY=VALUE (repeatable; `recotorch options MODEL` lists them), "
@@ -181,6 +182,8 @@ def fit(
     if implicit is False and estimator.task == "ranking" and not sequential:
         raise OptionError("--explicit", f"ranking model {model!r} learns from implicit feedback; choose how strongly "
                                         f"each pair counts with --weights ({'|'.join(WEIGHTS)})")
+    if implicit and weights is None:
+        weights = estimator.DEFAULT_WEIGHTS  # the model's own default, recorded in the schema
     gradient = estimator.supports("train_epochs")
     if resume and not gradient:
         raise OptionError("--resume", f"model {model!r} is not trained in epochs and has no checkpoint")
@@ -209,11 +212,11 @@ def fit(
         if threshold is not None and data.rating is None:
             raise OptionError("--threshold", f"{train} has no rating column to threshold "
                                              f"(--rating-col {rating_col or repr('rating')})")
-        data = to_implicit(data, threshold=threshold, weights=weights or DEFAULT_WEIGHTS)
+        data = to_implicit(data, threshold=threshold, weights=weights)
         if len(data) == 0:
             raise OptionError("--threshold", f"no rating in {train} is >= {threshold}: nothing to train on")
         if valid_data is not None:
-            valid_data = to_implicit(valid_data, threshold=threshold, weights=weights or DEFAULT_WEIGHTS)
+            valid_data = to_implicit(valid_data, threshold=threshold, weights=weights)
     if sequential and data.timestamp is None:
         raise OptionError("--time-col", f"model {model!r} orders each user's items by time, but {train} has no "
                                         f"time column {time_col or 'timestamp'!r} (name it with --time-col)")
@@ -239,7 +242,7 @@ def fit(
     targets.remove_checkpoint(checkpoint)
     what = f"{len(data):,} rows"
     if implicit:
-        what = f"{len(data):,} (user, item) pairs, weights {weights or DEFAULT_WEIGHTS}"
+        what = f"{len(data):,} (user, item) pairs, weights {weights}"
     out.print(f"fitted {model} on {what} ({data.n_users:,} users, {data.n_items:,} items) "
               f"in {seconds:.2f} s -> {out_dir}", highlight=False)
 

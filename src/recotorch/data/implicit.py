@@ -11,12 +11,15 @@ implicit model uses (EASE, item-kNN, RP3beta, ALS, ...), chosen by `weights`:
 - "log1p": log(1 + sum), the sum damped so that a heavy tail (a few pairs played thousands of
   times) does not drown the rest.
 
-The default (`DEFAULT_WEIGHTS`) is "binary": on `benchmarks/weights.py` (ml-100k, a purchase
-log with repeats, a play-count log; `benchmarks/results/weights.md`) no other mode was better
-over every log and model (geometric mean of NDCG@10 / binary: log1p 0.98x, count 0.73x, sum
-0.43x). Weights help ALS (count 1.26x, sum 1.25x on the purchase log; sum 1.12x on plays) but
-cost the item-item models (EASE, item-kNN) on the purchase log (count 0.23x, log1p 0.76x), so
-choose them per model with `weights=` / `--weights`.
+The default (`DEFAULT_WEIGHTS`) is "log1p", and a model may choose its own
+(`Estimator.DEFAULT_WEIGHTS`, which `recotorch fit` uses when --weights is not given): ALS
+takes "count". On `benchmarks/weights.py` (ml-100k, two purchase logs with repeats, a
+play-count log; new items, and next purchases with repeats allowed; `benchmarks/results/weights.md`)
+log1p had the best geometric mean of NDCG@10 / binary over every log, protocol and model
+(1.09x; its worst case 0.99x; count 1.09x, worst 0.91x, item-kNN on new items; sum 1.08x, worst
+0.76x). For ALS alone count was never below binary and best on the purchase logs (1.21-1.29x on
+new items, 1.14-1.22x on next purchases; log1p 1.04x and 1.15x). EASE and item-kNN learn their
+links from 0/1 pairs and use the weights in each user's row (`links_from`).
 
 Vocabularies are kept as they are (users or items left without rows stay in them), so splits
 and models work unchanged. `confidence(data)` is what a model calls on its training data:
@@ -36,7 +39,7 @@ __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS", "Weights", "confidence", "implicit_weig
 
 Weights = Literal["binary", "count", "sum", "log1p"]
 WEIGHTS: tuple[str, ...] = get_args(Weights)
-DEFAULT_WEIGHTS: Weights = "binary"  # chosen on benchmarks/results/weights.md (module docstring)
+DEFAULT_WEIGHTS: Weights = "log1p"  # chosen on benchmarks/results/weights.md (module docstring)
 WEIGHTS_HELP = {
     "binary": "1 per (user, item) pair",
     "count": "the number of rows of the pair (repeat purchases / plays)",

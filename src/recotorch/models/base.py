@@ -138,6 +138,8 @@ class Estimator(ABC):
     name: ClassVar[str]
     task: ClassVar[Task]
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+    # how strongly each pair counts when `recotorch fit` makes implicit data and --weights is not given
+    DEFAULT_WEIGHTS: ClassVar[str] = "log1p"  # recotorch.data.implicit.DEFAULT_WEIGHTS; ALS: "count"
     # a tiny configuration for the registry-driven contract test (tests/test_model_contract.py)
     TEST_PARAMS: ClassVar[dict[str, Any]] = {}
     lineage_: dict[str, Any] | None = None  # written into the saved extras (set by `recotorch.online.update`)
