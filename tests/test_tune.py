@@ -266,3 +266,18 @@ def test_sized_default_budget() -> None:
     from recotorch.cli.tune import default_budget
 
     assert default_budget(10_000) == 120 and default_budget(1_000_000) == 2000 and default_budget(10**9) == 3600
+
+
+def test_a_column_of_counts_is_searched_as_ranking_and_said(sample: Path, tmp_path: Path) -> None:
+    plays = tmp_path / "plays.csv"
+    pl.read_csv(sample).with_columns((pl.col("rating") * 60).alias("rating")).write_csv(plays)  # up to 300
+    out = tmp_path / "counts"
+    code, _, stderr = cli("tune", str(plays), "--models", "pop", "--trials", "1", "--out", str(out))
+    assert code == 0, stderr
+    assert "counts rather than a rating scale" in stderr and "--task ranking" in stderr
+    assert json.loads((out / "search.json").read_text())["task"] == "ranking"
+    code, _, stderr = cli("tune", str(plays), "--explicit", "--models", "bias", "--trials", "1",
+                          "--out", str(tmp_path / "asked"))
+    assert code == 0, stderr
+    assert "counts rather than" not in stderr
+    assert json.loads((tmp_path / "asked" / "search.json").read_text())["task"] == "rating"

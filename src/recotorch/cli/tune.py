@@ -38,8 +38,22 @@ def _echo(line: str) -> None:
         warn(line)
 
 
-def _infer_task(data: Interactions, implicit: bool | None) -> str:
-    return "ranking" if implicit or data.rating is None else "rating"
+COUNT_MAX = 100  # whole numbers above this in the rating column are counts (plays, clicks), not a rating scale
+
+
+def _infer_task(data: Interactions, implicit: bool | None, train: Path) -> str:
+    """ranking for 0/1 data (--implicit, no rating column, or a column of counts), else rating; a column of
+    counts is said, since the file named it a rating."""
+    if implicit or data.rating is None:
+        return "ranking"
+    r = data.rating
+    counts = len(r) > 0 and float(r.min()) >= 0 and float(r.max()) > COUNT_MAX and bool((r == r.round()).all())
+    if implicit is None and counts:
+        warn(f"{train}: the rating column holds whole numbers up to {float(r.max()):,.0f}, counts rather than a "
+             "rating scale: searching --task ranking (each user-item pair a positive); give --task rating "
+             "(or --explicit) to predict the numbers instead")
+        return "ranking"
+    return "rating"
 
 
 def read_training(train: Path, cols: tuple[str, str, str, str], task: str | None, threshold: float | None,
@@ -48,7 +62,7 @@ def read_training(train: Path, cols: tuple[str, str, str, str], task: str | None
     from recotorch.data.implicit import to_implicit
 
     data = read_table(train, *cols)
-    task = task or _infer_task(data, implicit)
+    task = task or _infer_task(data, implicit, train)
     if threshold is not None and task != "ranking":
         raise OptionError("--threshold", "goes with --task ranking (ratings >= threshold become positives)")
     if task == "ranking" and (data.rating is not None or threshold is not None):
@@ -132,7 +146,8 @@ def tune(
     task: Annotated[str | None, typer.Option(help="rating (RMSE on a random 10%), ranking (NDCG@20 on each "
                                              "user's latest 20%, or a random 20% per user without timestamps) "
                                              "or next (NDCG@10 of each user's last item); default: rating when "
-                                             "the file has ratings and --implicit is not given, else ranking.")]
+                                             "the file has ratings and --implicit is not given, else ranking "
+                                             "(also for a rating column of whole numbers above 100: counts).")]
     = None,
     budget: Annotated[float | None, typer.Option(help="Seconds for this run, refit included (default: sized "
                                                  "to the data when --trials is not given).")] = None,
