@@ -50,8 +50,8 @@ def _infer_task(data: Interactions, implicit: bool | None, train: Path) -> str:
     counts = len(r) > 0 and float(r.min()) >= 0 and float(r.max()) > COUNT_MAX and bool((r == r.round()).all())
     if implicit is None and counts:
         warn(f"{train}: the rating column holds whole numbers up to {float(r.max()):,.0f}, counts rather than a "
-             "rating scale: searching --task ranking (each user-item pair a positive); give --explicit (tune: --task "
-             "rating) to predict the numbers instead")
+             "rating scale: searching --task ranking (as with --implicit: the counts weigh the pairs); "
+             "give --explicit (tune: --task rating) to predict the numbers instead")
         return "ranking"
     return "rating"
 
