@@ -32,9 +32,10 @@ def ranking_split(data: Interactions, threshold: float | None = 4, frac: float =
 
     Users with fewer than `min_rows` positives stay wholly in train. Test rows whose user or
     item is absent from train go to `split.cold` (not evaluated). `threshold=None` keeps every
-    row (data that is implicit already).
+    row (data that is implicit already). The positives are 0/1 (the protocol's, whatever the weights
+    default of `to_implicit`), so every model sees the same training pairs.
     """
-    positives = to_implicit(data, threshold=threshold)
+    positives = to_implicit(data, threshold=threshold, weights="binary")
     return last_fraction(positives, frac=frac, min_rows=min_rows)
 
 

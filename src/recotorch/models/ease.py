@@ -209,9 +209,9 @@ class EASE(ItemItemModel):
         return torch.sparse.mm(rows, self.weights_)
 
     def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
-        """x @ W as one dense product (W is dense), with `own_weight` as in `score`."""
+        """x @ W as one dense product (W is dense); no `own_weight` (module docstring of `itemknn`)."""
         with torch.no_grad():
-            return self._mix_own((vectors.to(self.weights_.device) @ self.weights_).cpu(), vectors)
+            return (vectors.to(self.weights_.device) @ self.weights_).cpu()
 
     def _grow_items(self, old_items: int) -> None:
         w = torch.zeros(self.n_items, self.n_items, device=self.weights_.device)

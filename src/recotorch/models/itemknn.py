@@ -20,9 +20,9 @@ Repeats (`own_weight` a, EASE and item-kNN; 0 for RP3beta): a seen item's score 
 model's reconstruction mixed with the user's own confidence for it, so when seen items may be
 recommended (`recommend --include-seen`, next purchases of a shop) the items a user buys most
 come first. It changes no ranking when seen items are excluded (the default everywhere): the
-other items' scores are all scaled by 1 - a. A new user's folded-in row (`fold_in`: the history
-plus the popularity prior) mixes in the same way, so a training user's items folded in score as
-that user does.
+other items' scores are all scaled by 1 - a. A new user's folded-in row (`fold_in`) is scored without
+it: the row carries the popularity prior, whose mixing in would lift every popular item (on the
+web page's 0/1 test, liking three dairy items then brought fewer dairy items).
 
 Recency (`half_life`): with `half_life` set, each training item of the user also counts
 0.5 ** (s / h), s = how many of the user's training rows came after it (0 for the latest, by
@@ -228,9 +228,9 @@ class ItemItemModel(Estimator):
         return rows + (DEFAULT_ITEM_PRIOR if reg is None else reg) * mean_row
 
     def score_new_users(self, vectors: torch.Tensor) -> torch.Tensor:
-        """x @ W for dense rows x (B, n_items) (rows with the prior are dense), with `own_weight` as in `score`."""
+        """x @ W for dense rows x (B, n_items) (rows with the prior are dense); no `own_weight` (module docstring)."""
         with torch.no_grad():
-            return self._mix_own(self._propagate(vectors.to_sparse().to(self.torch_device)).cpu(), vectors)
+            return self._propagate(vectors.to_sparse().to(self.torch_device)).cpu()
 
     def _mix_own(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """(1 - own_weight) x scores + own_weight x rows (the users' own x_u, dense or sparse), in place."""
