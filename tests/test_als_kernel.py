@@ -3,6 +3,9 @@ confidence scale makes the weights' units irrelevant."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import polars as pl
 import pytest
 import torch
@@ -107,9 +110,11 @@ def test_the_scale_is_saved_with_the_model(tmp_path):
     torch.testing.assert_close(loaded.fold_in(hist, values), model.fold_in(hist, values))
 
 
-def test_making_the_model_starts_loading_the_kernels():
+def test_prepare_fit_starts_loading_the_kernels_making_the_model_does_not():
     pytest.importorskip("numba")
-    ImplicitALS(dim=4)
-    assert als_kernel._KERNELS.started  # loading began on a thread (or had finished)
-    first = als_kernel._kernels()  # waits for that thread rather than loading twice
-    assert als_kernel._KERNELS.done and als_kernel._kernels() is first
+    code = ("import recotorch.train.als_kernel as k\nfrom recotorch.models.als import ImplicitALS\n"
+            "model = ImplicitALS(dim=4)\nassert not k._KERNELS.started\nmodel.prepare_fit()\n"
+            "assert k._KERNELS.started\nfirst = k._kernels()\n"  # waits for that thread rather than loading twice
+            "assert k._KERNELS.done and k._kernels() is first\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -3,6 +3,9 @@ and the same quality from a fit; which path a ranking model takes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -199,8 +202,9 @@ def test_the_step_does_not_depend_on_the_thread_count():
         assert torch.equal(a, b)
 
 
-def test_making_the_model_starts_loading_the_kernels():
-    rt.make_model("bpr")
-    assert ranking_kernel._WARM.started  # loading on a thread, or done
-    ranking_kernel.warm_up()  # waits for that thread rather than loading twice
-    assert ranking_kernel._WARM.done
+def test_prepare_fit_starts_loading_the_kernels_making_the_model_does_not():
+    code = ("import recotorch as rt\nfrom recotorch.train import ranking_kernel as k\n"
+            "model = rt.make_model('bpr')\nassert not k._WARM.started\nmodel.prepare_fit()\n"
+            "assert k._WARM.started\nk.warm_up()\nassert k._WARM.done\n")  # warm_up waits for the thread
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]

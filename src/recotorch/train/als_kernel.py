@@ -52,8 +52,7 @@ def _kernels() -> tuple[Any, Any]:
 def warm_up_async() -> None:
     """Load the kernels on a daemon thread (about half a second of Numba start-up, once per process),
     so it overlaps with whatever runs before the fit, such as reading the data; a no-op without Numba."""
-    if available():
-        _KERNELS.start()
+    _KERNELS.start(only_if=available)
 
 
 def _compile() -> tuple[Any, Any]:

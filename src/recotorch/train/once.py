@@ -40,10 +40,12 @@ class Once(Generic[T]):
                 self._value.append(self._load())
         return self._value[0]
 
-    def start(self) -> None:
-        """`get` on a daemon thread; a no-op when done or under way."""
+    def start(self, only_if: Callable[[], bool] | None = None) -> None:
+        """`get` on a daemon thread; a no-op when done or under way. `only_if` is asked on that thread
+        first (an import, such as whether Numba is installed, then costs the caller nothing)."""
         if not self.started:
-            self._thread = threading.Thread(target=self.get, name=self._name, daemon=True)
+            run = self.get if only_if is None else lambda: only_if() and self.get()
+            self._thread = threading.Thread(target=run, name=self._name, daemon=True)
             self._thread.start()
 
     def _after_fork_in_child(self) -> None:

@@ -73,8 +73,7 @@ def warm_up() -> None:
 def warm_up_async() -> None:
     """`warm_up` on a daemon thread (about half a second of Numba start-up), so that it overlaps with what
     runs before the fit, such as reading the data; a no-op without Numba or when done or under way."""
-    if available():
-        _WARM.start()
+    _WARM.start(only_if=available)
 
 
 @functools.cache
