@@ -70,12 +70,17 @@ def test_an_unknown_name_is_an_attribute_error():
         recotorch.not_a_model  # noqa: B018
 
 
-def test_save_works_without_importing_artifacts_first(tmp_path: Path):
-    code = ("from recotorch.models.baselines import GlobalMean\n"
+def _fit_and_save(module: str, estimator: str, columns: str, path: Path) -> str:
+    """Code fitting `estimator` (a class of `module`) on a tiny frame of `columns` and saving it to `path`."""
+    return (f"import polars as pl\nfrom {module} import {estimator.split('(')[0]}\n"
             "from recotorch.data.interactions import Interactions\n"
-            "import polars as pl\n"
-            "data = Interactions.from_frame(pl.DataFrame({'user': [1, 2], 'item': [3, 4], 'rating': [4.0, 2.0]}))\n"
-            f"GlobalMean().fit(data).save({str(tmp_path / 'm')!r})\n")
+            f"data = Interactions.from_frame(pl.DataFrame({columns}))\n"
+            f"est = {estimator}\nest.prepare_fit()\nest.fit(data).save({str(path)!r})\n")
+
+
+def test_save_works_without_importing_artifacts_first(tmp_path: Path):
+    code = _fit_and_save("recotorch.models.baselines", "GlobalMean()",
+                         "{'user': [1, 2], 'item': [3, 4], 'rating': [4.0, 2.0]}", tmp_path / "m")
     assert _imported(code, ("recotorch.artifacts",)) == ["recotorch.artifacts"]
     assert (tmp_path / "m").is_dir()
 
@@ -113,11 +118,8 @@ def test_deferred_dynamo_puts_torchs_behaviour_back():
 def test_loading_a_fitted_model_compiles_no_kernel(tmp_path: Path):
     # ALS warms its Numba kernels for a fit (`prepare_fit`), never for recommending from a saved model
     model = tmp_path / "als"
-    fit = ("import polars as pl\nfrom recotorch.models.als import ImplicitALS\n"
-           "from recotorch.data.interactions import Interactions\n"
-           "data = Interactions.from_frame(pl.DataFrame({'user': [1, 1, 2, 3], 'item': [1, 2, 2, 3]}))\n"
-           "est = ImplicitALS(dim=4, iterations=2)\nest.prepare_fit()\n"
-           f"est.fit(data).save({str(model)!r})\n")
+    fit = _fit_and_save("recotorch.models.als", "ImplicitALS(dim=4, iterations=2)",
+                        "{'user': [1, 1, 2, 3], 'item': [1, 2, 2, 3]}", model)
     assert _imported(fit, ("numba",)) == ["numba"]
     found = _imported(_cli("recommend", str(model), "--user", "1", "--k", "2"), ("numba",))
     assert found == []
