@@ -230,3 +230,13 @@ def test_without_weights_fit_takes_the_models_default_and_records_it(model, expe
     from recotorch.artifacts import read_file
 
     assert json.loads(read_file(out, "schema.json"))["options"]["weights"] == expected
+
+
+def test_weights_are_refused_for_a_model_that_does_not_use_them(orders, tmp_path, cli):
+    flags = ("--user-col", "customer_id", "--item-col", "sku", "--rating-col", "qty")
+    code, _, err = cli("fit", orders, "--out", tmp_path / "m", "--model", "pop", "--weights", "count", *flags)
+    assert code == 2 and "--weights" in err and "does not use weights" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
+    code, stdout, err = cli("fit", orders, "--out", tmp_path / "m", "--model", "pop", *flags)
+    assert code == 0, err
+    assert "weights binary" in stdout  # every pair counts the same, and the output says so

@@ -182,8 +182,11 @@ def fit(
     if implicit is False and estimator.task == "ranking" and not sequential:
         raise OptionError("--explicit", f"ranking model {model!r} learns from implicit feedback; choose how strongly "
                                         f"each pair counts with --weights ({'|'.join(WEIGHTS)})")
+    if implicit and weights is not None and estimator.DEFAULT_WEIGHTS is None:
+        raise OptionError("--weights", f"model {model!r} does not use weights (every pair counts the same): "
+                                       "drop --weights")
     if implicit and weights is None:
-        weights = estimator.DEFAULT_WEIGHTS  # the model's own default, recorded in the schema
+        weights = estimator.DEFAULT_WEIGHTS or "binary"  # the model's own default, recorded in the schema
     gradient = estimator.supports("train_epochs")
     if resume and not gradient:
         raise OptionError("--resume", f"model {model!r} is not trained in epochs and has no checkpoint")

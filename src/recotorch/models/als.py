@@ -65,7 +65,7 @@ class ImplicitALS(Estimator):
                               "user_vectors"})
     TEST_PARAMS: ClassVar[dict[str, Any]] = {"dim": 4, "iterations": 2}
     # never below binary on benchmarks/results/weights.md, best on repeat purchases (1.21-1.29x; log1p 1.04-1.16x)
-    DEFAULT_WEIGHTS: ClassVar[str] = "count"
+    DEFAULT_WEIGHTS: ClassVar[str | None] = "count"
 
     @dataclass
     class Config(Params):

@@ -138,8 +138,9 @@ class Estimator(ABC):
     name: ClassVar[str]
     task: ClassVar[Task]
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
-    # how strongly each pair counts when `recotorch fit` makes implicit data and --weights is not given
-    DEFAULT_WEIGHTS: ClassVar[str] = "log1p"  # recotorch.data.implicit.DEFAULT_WEIGHTS; ALS: "count"
+    # how strongly each pair counts when `recotorch fit` makes implicit data and --weights is not given;
+    # None: the model does not use weights (every pair counts 1), and `fit` refuses --weights for it
+    DEFAULT_WEIGHTS: ClassVar[str | None] = None
     # a tiny configuration for the registry-driven contract test (tests/test_model_contract.py)
     TEST_PARAMS: ClassVar[dict[str, Any]] = {}
     lineage_: dict[str, Any] | None = None  # written into the saved extras (set by `recotorch.online.update`)

@@ -44,6 +44,7 @@ import torch
 
 from recotorch.core.device import tensor_device
 from recotorch.core.topk import largest, top_k
+from recotorch.data.implicit import DEFAULT_WEIGHTS as LOG1P_DEFAULT
 from recotorch.data.implicit import confidence
 from recotorch.data.interactions import CSR, Interactions, build_csr
 from recotorch.models.base import Estimator, NewRows, register
@@ -142,6 +143,7 @@ class ItemItemModel(Estimator):
     device: str
     half_life: float | None = None
     half_life_unit: HalfLifeUnit = "fraction"
+    DEFAULT_WEIGHTS: ClassVar[str | None] = LOG1P_DEFAULT  # benchmarks/results/weights.md
     links_from: LinksFrom = "weights"  # subclasses with the option declare it in their Config
     own_weight: float = 0.0  # share of a seen item's score that is the user's own x_uj (module docstring)
     profile_: CSR | None = None  # weight (confidence x recency) of each user's training items (None: all 1)
