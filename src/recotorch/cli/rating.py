@@ -164,6 +164,7 @@ def fit(
         raise OptionError("--patience", "early stopping watches the validation loss: give --valid too")
     settings = {} if fast is None else FAST_SETTINGS if fast else COURSE_SETTINGS
     estimator = make_model(model, **{**settings, **options})
+    estimator.prepare_fit()  # compiled kernels load on a thread while the options are checked and the data read
     if implicit is None:
         implicit = estimator.task == "ranking"
     if implicit and estimator.task == "rating":
@@ -200,7 +201,6 @@ def fit(
     catalogue = read_items(items, items_id_col, items_name_col, items_category_col,
                            item_col=item_name if isinstance(item_name, str) else "item")
 
-    estimator.prepare_fit()
     data = read_data(train_reading)
     if unread := unread_columns(train_reading):
         warn(f"note: {train}: column(s) {', '.join(map(repr, unread[:12]))}{', ...' if len(unread) > 12 else ''} "
