@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ServerProcess, machine, ml100k_dir, write_results
-from serve_load import server_cpu_seconds
+from serve_load import run_clients, server_cpu_seconds
 
 BAR_P99_MS = 20.0
 
@@ -79,24 +79,10 @@ def _check(status: int, body: bytes, k: int, history: list[int], errors: list[st
 
 def run_load(port: int, sent: list[list[int]], concurrency: int, k: int) -> dict[str, Any]:
     bodies = [json.dumps({"history": h, "k": k}).encode() for h in sent]
-    latencies: list[float] = []
-    errors: list[str] = []
     counter = [0]
-
-    async def main() -> float:
-        tic = time.perf_counter()
-        results = await asyncio.gather(*(_client(port, bodies, sent, counter, k, latencies, errors)
-                                         for _ in range(concurrency)), return_exceptions=True)
-        errors.extend(f"client failed: {r!r}" for r in results if isinstance(r, BaseException))
-        return time.perf_counter() - tic
-
-    wall = asyncio.run(main())
-    ms = np.array(latencies) * 1e3
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors) + len(sent) - len(ms),
-            "first_errors": errors[:3], "seconds": round(wall, 2), "throughput_rps": round(len(ms) / wall, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2),
-            "mean_history": round(float(np.mean([len(h) for h in sent])), 1)}
+    row = run_clients(lambda latencies, errors: _client(port, bodies, sent, counter, k, latencies, errors),
+                      concurrency, len(sent))
+    return {**row, "mean_history": round(float(np.mean([len(h) for h in sent])), 1)}
 
 
 def markdown(result: dict[str, Any]) -> str:

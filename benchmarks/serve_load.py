@@ -25,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,26 +90,34 @@ def _check(status: int, body: bytes, k: int, path: str, errors: list[str]) -> No
         errors.append(f"{path}: not {k} items")
 
 
-def run_load(port: int, paths: list[str], concurrency: int, k: int, client: str = "raw") -> dict[str, Any]:
-    """Send every path once with `concurrency` clients in flight; latency percentiles in ms."""
+def run_clients(client: Callable[[list[float], list[str]], Awaitable[None]], concurrency: int,
+                expected: int) -> dict[str, Any]:
+    """Run `concurrency` copies of `client(latencies, errors)` at once (they share the two lists) until
+    all return; latency percentiles in ms, throughput, and the requests that failed or never came back."""
     latencies: list[float] = []
     errors: list[str] = []
-    counter = [0]
-    worker = _raw_client if client == "raw" else _httpx_client
 
     async def main() -> float:
         tic = time.perf_counter()
-        results = await asyncio.gather(*(worker(port, paths, counter, k, latencies, errors)
-                                         for _ in range(concurrency)), return_exceptions=True)
+        results = await asyncio.gather(*(client(latencies, errors) for _ in range(concurrency)),
+                                       return_exceptions=True)
         errors.extend(f"client failed: {r!r}" for r in results if isinstance(r, BaseException))
         return time.perf_counter() - tic
 
     wall = asyncio.run(main())
     ms = np.array(latencies) * 1e3
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors) + len(paths) - len(ms),
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": len(errors) + expected - len(ms),
             "first_errors": errors[:3], "seconds": round(wall, 2), "throughput_rps": round(len(ms) / wall, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
             "p99_ms": round(float(np.percentile(ms, 99)), 2), "max_ms": round(float(ms.max()), 2)}
+
+
+def run_load(port: int, paths: list[str], concurrency: int, k: int, client: str = "raw") -> dict[str, Any]:
+    """Send every path once with `concurrency` clients in flight; latency percentiles in ms."""
+    counter = [0]
+    worker = _raw_client if client == "raw" else _httpx_client
+    return run_clients(lambda latencies, errors: worker(port, paths, counter, k, latencies, errors), concurrency,
+                       len(paths))
 
 
 def user_paths(user_ids: list[Any], n: int, k: int, seed: int) -> list[str]:

@@ -393,6 +393,23 @@ JOBS: dict[str, Callable[[Context], list[Row]]] = {
 }
 
 
+def run_jobs(ctx: Context, jobs: dict[str, Callable[[Context], list[Row]]], names: list[str],
+             payload: dict[str, Any]) -> list[Row]:
+    """Run each named job, recording its rows, machine, threads and the load before and after in
+    `payload["jobs"]`; returns every row."""
+    all_rows: list[Row] = []
+    for name in names:
+        before = os.getloadavg()
+        rows = jobs[name](ctx)
+        after = os.getloadavg()
+        all_rows += rows
+        payload["jobs"][name] = {"machine": machine(), "threads": ctx.threads, "repeats": ctx.repeats,
+                                 "load_before": [round(x, 2) for x in before],
+                                 "load_after": [round(x, 2) for x in after],
+                                 "data": rows[0].get("data", "") if rows else "", "rows": rows}
+    return all_rows
+
+
 def _version(package: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -459,16 +476,7 @@ def main() -> None:
         ctx.work.mkdir(parents=True, exist_ok=True)
         results_path = RESULTS / "speed.json"
         payload = json.loads(results_path.read_text()) if results_path.exists() else {"jobs": {}}
-        all_rows = []
-        for name in names:
-            before = os.getloadavg()
-            rows = JOBS[name](ctx)
-            after = os.getloadavg()
-            all_rows += rows
-            payload["jobs"][name] = {"machine": machine(), "threads": ctx.threads, "repeats": ctx.repeats,
-                                     "load_before": [round(x, 2) for x in before],
-                                     "load_after": [round(x, 2) for x in after],
-                                     "data": rows[0].get("data", "") if rows else "", "rows": rows}
+        all_rows = run_jobs(ctx, JOBS, names, payload)
         _print_table(all_rows)
         if not opts.no_write:
             RESULTS.mkdir(exist_ok=True)

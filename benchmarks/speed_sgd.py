@@ -40,6 +40,7 @@ from speed import (
     ndcg_at_k,
     paired,
     read_recs,
+    run_jobs,
 )
 
 TOP = 10
@@ -241,7 +242,7 @@ def main() -> None:
     import os
     import tempfile
 
-    from _common import RESULTS, machine
+    from _common import RESULTS
     from speed import _markdown, _print_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -251,18 +252,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the CLI round trip of the bpr job")
     opts = parser.parse_args()
     payload: dict[str, Any] = {"jobs": {}}
-    rows_all: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="recotorch-speed-sgd-") as tmp:
         ctx = Context(Path(tmp), opts.repeats, opts.threads, opts.quick)
-        for name in [j for j in opts.jobs.split(",") if j]:
-            before = os.getloadavg()
-            rows = JOBS[name](ctx)
-            after = os.getloadavg()
-            rows_all += rows
-            payload["jobs"][name] = {"machine": machine(), "threads": ctx.threads, "repeats": ctx.repeats,
-                                     "load_before": [round(x, 2) for x in before],
-                                     "load_after": [round(x, 2) for x in after],
-                                     "data": rows[0].get("data", "") if rows else "", "rows": rows}
+        rows_all = run_jobs(ctx, JOBS, [j for j in opts.jobs.split(",") if j], payload)
     _print_table(rows_all)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "speed_sgd.json").write_text(json.dumps(payload, indent=2) + "\n")
