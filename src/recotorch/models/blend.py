@@ -144,7 +144,7 @@ class Blend(Estimator):
                              full=item_idx is None)
 
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
-        return self._combine([m._fallback(user_idx, item_idx).float() for m in self.members_], user_idx, item_idx)
+        return self._combine([m.fallback(user_idx, item_idx).float() for m in self.members_], user_idx, item_idx)
 
     def cold_scores(self) -> torch.Tensor:
         parts = [m.cold_scores().float() for m in self.members_]

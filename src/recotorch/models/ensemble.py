@@ -108,7 +108,7 @@ class Bagged(Estimator):
     def _fallback(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """The base's answer for unknown ids: rating models' bias baseline is fitted from the data alone,
         the same in every member, so the first member gives it."""
-        return self.members_[0]._fallback(user_idx, item_idx)
+        return self.members_[0].fallback(user_idx, item_idx)
 
     # ---- capabilities: composed from the members' ---------------------------------------
     def capabilities(self) -> frozenset[str]:
