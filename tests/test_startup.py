@@ -57,6 +57,27 @@ def test_a_small_fit_imports_neither_dynamo_nor_serving_nor_plotting(tmp_path: P
     assert (tmp_path / "m").is_dir()
 
 
+def test_the_cli_process_skips_the_last_garbage_collection(tmp_path: Path):
+    # exit handlers run last-registered first: this one, registered before main, runs after main's
+    code = ("import atexit, gc\n"
+            "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+            + _cli("--version"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == "frozen at exit: True"
+    assert proc.stdout.startswith("recotorch ")
+
+
+def test_the_cli_leaves_the_collector_alone_while_it_runs(capsys, monkeypatch):
+    import gc
+
+    from tests.helpers.cli import run_in_process
+
+    before = gc.get_freeze_count()
+    assert run_in_process(["--version"], capsys, monkeypatch)[0] == 0
+    assert gc.get_freeze_count() == before  # the in-process callers' objects stay collectable
+
+
 def test_model_classes_load_on_first_use():
     found = _imported("import recotorch as rt\nassert rt.MatrixFactorization.__name__ == 'MatrixFactorization'\n"
                       "assert rt.load.__module__ == 'recotorch.artifacts'", ("torch", "recotorch.models"))
