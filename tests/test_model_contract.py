@@ -21,6 +21,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 NAMES = sorted(MODELS)
 
 
+def test_every_registered_model_lives_where_the_registry_says():
+    # the registry imports a model's module on first use: a wrong entry would hide the model
+    import importlib
+    import pkgutil
+
+    import recotorch.models
+
+    for info in pkgutil.walk_packages(recotorch.models.__path__, "recotorch.models."):
+        importlib.import_module(info.name)  # every module that could register a model
+    assert all(MODELS[name].__module__ == MODELS.home(name) for name in NAMES)
+    assert sorted(MODELS) == NAMES  # nothing registered beyond the listed names
+    assert all(MODELS[name].name == name for name in NAMES)
+
+
 @pytest.fixture(scope="module")
 def data() -> Interactions:
     train = planted_ratings(n_users=40, n_items=30, seed=1)

@@ -57,6 +57,18 @@ def test_a_small_fit_imports_neither_dynamo_nor_serving_nor_plotting(tmp_path: P
     assert (tmp_path / "m").is_dir()
 
 
+def test_fitting_one_model_imports_that_model_alone(tmp_path: Path):
+    data = tmp_path / "r.csv"
+    data.write_text("user,item,rating\n" + "\n".join(f"{u},{i},{(u + i) % 5 + 1}" for u in range(20)
+                                                    for i in range(10)) + "\n")
+    others = ("recotorch.models.als", "recotorch.models.ease", "recotorch.models.sequential",
+              "recotorch.models.hybrid", "recotorch.models.mf")
+    found = _imported(_cli("fit", str(data), "--model", "bias", "--out", str(tmp_path / "m")), others)
+    assert found == []
+    found = _imported(_cli("fit", str(data), "--model", "mf", "--epochs", "1", "--out", str(tmp_path / "m2")), others)
+    assert found == ["recotorch.models.mf"]
+
+
 def test_the_cli_process_skips_the_last_garbage_collection(tmp_path: Path):
     # exit handlers run last-registered first: this one, registered before main, runs after main's
     code = ("import atexit, gc\n"

@@ -49,7 +49,6 @@ from recotorch.errors import InputFileError, OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.base import Estimator
 from recotorch.models.config import options_help, parse_assignments
-from recotorch.models.mf import COURSE_SETTINGS, FAST_SETTINGS
 from recotorch.outputs import check_model_dir_target
 from recotorch.train.distributed import is_main_process
 from recotorch.train.progress import labelled
@@ -162,7 +161,11 @@ def fit(
         raise OptionError("--fast" if fast else "--no-fast", f"is for --model mf, not {model!r}")
     if options.get("patience") is not None and valid is None:
         raise OptionError("--patience", "early stopping watches the validation loss: give --valid too")
-    settings = {} if fast is None else FAST_SETTINGS if fast else COURSE_SETTINGS
+    settings = {}
+    if fast is not None:
+        from recotorch.models.mf import COURSE_SETTINGS, FAST_SETTINGS  # only MF's flags need MF's module
+
+        settings = FAST_SETTINGS if fast else COURSE_SETTINGS
     estimator = make_model(model, **{**settings, **options})
     estimator.prepare_fit()  # compiled kernels load on a thread while the options are checked and the data read
     if implicit is None:

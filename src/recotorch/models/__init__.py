@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from recotorch.models.als import ImplicitALS
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
-from recotorch.models.baselines import BiasBaseline, GlobalMean
-from recotorch.models.blend import Blend
-from recotorch.models.coldstart_mf import ColdStartMF
 from recotorch.models.config import build_config, model_class
-from recotorch.models.ease import EASE
-from recotorch.models.ensemble import Bagged
-from recotorch.models.hybrid import HybridMF
-from recotorch.models.itemknn import ItemKNN
-from recotorch.models.knn_baseline import KNNBaseline
-from recotorch.models.mf import MatrixFactorization
-from recotorch.models.ncf import NeuralCF
-from recotorch.models.popularity import MostPopular
-from recotorch.models.ranking_mf import BCEMF, BPRMF, RankingMF
-from recotorch.models.rp3beta import RP3beta
-from recotorch.models.sequential import GRU4Rec, KNNLast, SASRec, Transitions
-from recotorch.models.svdpp import SVDpp
+
+# class name -> its module, imported on first use (`from recotorch.models import EASE` loads ease alone)
+_CLASSES = {
+    "BCEMF": "ranking_mf", "BPRMF": "ranking_mf", "Bagged": "ensemble", "BiasBaseline": "baselines",
+    "Blend": "blend", "ColdStartMF": "coldstart_mf", "EASE": "ease", "GRU4Rec": "sequential",
+    "GlobalMean": "baselines", "HybridMF": "hybrid", "ImplicitALS": "als", "ItemKNN": "itemknn",
+    "KNNBaseline": "knn_baseline", "KNNLast": "sequential", "MatrixFactorization": "mf", "MostPopular": "popularity",
+    "NeuralCF": "ncf", "RP3beta": "rp3beta", "RankingMF": "ranking_mf", "SASRec": "sequential", "SVDpp": "svdpp",
+    "Transitions": "sequential",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _CLASSES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
 
 
 def make_model(name: str, **options: Any) -> Estimator:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +52,61 @@ Capability = Literal["fold_in", "update", "retrieval_vectors", "similar_items", 
                      "item_biases", "user_biases", "train_epochs", "next_items"]
 CAPABILITY_NAMES: tuple[str, ...] = ("fold_in", "update", "retrieval_vectors", "similar_items", "item_vectors",
                                      "user_vectors", "item_biases", "user_biases", "train_epochs", "next_items")
-MODELS: dict[str, type[Estimator]] = {}
 CHUNK_SCORES = 1 << 24  # scores per recommend chunk: (users x items) held at once, 64 MB in float32
+
+# name -> the module that registers it. Why a table: a command that fits or loads one model imports
+# that model's module alone, not all of them (~0.1-0.2 s of every `recotorch fit`); the contract test
+# checks that each module registers exactly the names listed for it.
+MODEL_HOMES: dict[str, str] = {
+    "als": "recotorch.models.als", "bagged": "recotorch.models.ensemble", "bce": "recotorch.models.ranking_mf",
+    "bias": "recotorch.models.baselines", "blend": "recotorch.models.blend", "bpr": "recotorch.models.ranking_mf",
+    "ease": "recotorch.models.ease", "gru4rec": "recotorch.models.sequential.neural",
+    "hybrid": "recotorch.models.hybrid", "itemknn": "recotorch.models.itemknn",
+    "knn_baseline": "recotorch.models.knn_baseline", "knn_last": "recotorch.models.sequential.counts",
+    "mean": "recotorch.models.baselines", "mf": "recotorch.models.mf", "mf_coldstart": "recotorch.models.coldstart_mf",
+    "ncf": "recotorch.models.ncf", "pop": "recotorch.models.popularity", "ranking_mf": "recotorch.models.ranking_mf",
+    "rp3beta": "recotorch.models.rp3beta", "sasrec": "recotorch.models.sequential.neural",
+    "svdpp": "recotorch.models.svdpp", "transitions": "recotorch.models.sequential.counts",
+}
+
+
+class Registry(Mapping[str, "type[Estimator]"]):
+    """Model name -> class. Every name is listed from the start; a class's module is imported when the
+    class is first asked for. Models defined elsewhere join with `register`."""
+
+    def __init__(self, homes: Mapping[str, str]) -> None:
+        self._homes = dict(homes)
+        self._classes: dict[str, type[Estimator]] = {}
+
+    def add(self, cls: type[Estimator]) -> None:
+        self._classes[cls.name] = cls
+        self._homes.setdefault(cls.name, cls.__module__)
+
+    def home(self, name: str) -> str:
+        """The module that defines model `name`."""
+        return self._homes[name]
+
+    def __getitem__(self, name: str) -> type[Estimator]:
+        if name not in self._classes and name in self._homes:
+            importlib.import_module(self._homes[name])
+        return self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._homes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._homes)
+
+    def __len__(self) -> int:
+        return len(self._homes)
+
+
+MODELS = Registry(MODEL_HOMES)
 
 
 def register(cls: type[Estimator]) -> type[Estimator]:
     """Class decorator: make a model loadable and selectable by its `name`."""
-    MODELS[cls.name] = cls
+    MODELS.add(cls)
     return cls
 
 
