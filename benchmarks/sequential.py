@@ -46,8 +46,14 @@ def main() -> None:
     parser.add_argument("--valid", action="store_true", help="score the validation target (second-to-last item)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads for fitting and scoring")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model setting for every model listed (as the CLI's --set), e.g. bf16_logits=true")
     args = parser.parse_args()
     from recotorch import set_threads
+    from recotorch.core.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI entry does: the logits buffer is not faulted in again at every step
+    settings = dict(_setting(text) for text in args.set)
 
     set_threads(args.threads)  # torch.set_num_threads alone would not hold: the Trainer's thread policy decides
     frame = pl.read_csv(ml100k_dir() / "u.data", separator="\t", has_header=False,
@@ -65,9 +71,10 @@ def main() -> None:
     rows = []
     for key in args.models.split(","):
         label, name, params = MODELS[key]
+        label += "".join(f", {k}={v}" for k, v in settings.items())
         load_before = os.getloadavg()[0]
         tic, cpu = time.perf_counter(), time.process_time()
-        model = make_model(name, **params).fit(train)
+        model = make_model(name, **{**params, **settings}).fit(train)
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         if isinstance(model, SequenceModel):
             metrics = next_item_metrics(model, target)
@@ -81,6 +88,18 @@ def main() -> None:
         print(" | ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         _report(rows, args.valid)  # after each model, so a long run leaves what it has
     print(_report(rows, args.valid))
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as a Python literal where it is one (true/false as booleans)."""
+    import ast
+
+    key, _, value = text.partition("=")
+    value = {"true": "True", "false": "False"}.get(value.lower(), value)
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
 
 
 def _report(rows: list[dict], valid: bool) -> str:

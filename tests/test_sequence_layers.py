@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recotorch.models.sequential.layers import CausalBlock, Dropout, full_softmax_loss
+from recotorch.models.sequential.layers import CausalBlock, Dropout, full_softmax_loss, keep_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,3 +63,42 @@ def test_causal_block_is_a_pre_ln_transformer_layer_that_reads_no_later_position
     out = block(x)
     torch.manual_seed(1)
     torch.testing.assert_close(block(changed)[:, :4], out[:, :4])
+
+
+def test_full_softmax_loss_takes_flat_indices_and_keeps_the_target():
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(20, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(12, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(12, (20,), generator=gen)
+    mask = torch.rand(20, 12, generator=gen) < 0.3
+    mask[:, 0] = True  # the target's own entry among them for some rows: it is kept
+    flat = torch.cat([mask.view(-1).nonzero()[:, 0]] * 2)  # repeats allowed
+    kept = mask.clone()
+    kept[torch.arange(20), target] = False
+    want = full_softmax_loss(hidden, weights, target, kept)
+    got = full_softmax_loss(hidden, weights, target, flat)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, hidden), torch.autograd.grad(want, hidden))
+
+
+def test_dropout_draws_about_p_with_any_shape():
+    torch.manual_seed(3)
+    for shape in ((7,), (3, 5, 11), (0, 4)):
+        keep, scale = keep_mask(torch.empty(shape), 0.4)
+        assert keep.shape == shape and keep.dtype == torch.bool and scale == pytest.approx(1 / 0.6, rel=1e-4)
+    keep, _ = keep_mask(torch.empty(400_000), 0.4)
+    assert abs(float(keep.float().mean()) - 0.6) < 0.005
+
+
+def test_bf16_softmax_loss_is_close_and_returns_input_dtypes():
+    gen = torch.Generator().manual_seed(4)
+    hidden = torch.randn(64, 16, generator=gen, requires_grad=True)
+    weights = torch.randn(50, 16, generator=gen, requires_grad=True)
+    target = torch.randint(50, (64,), generator=gen)
+    want = full_softmax_loss(hidden, weights, target)
+    got = full_softmax_loss(hidden, weights, target, dtype=torch.bfloat16)
+    assert got.dtype == torch.float32 and abs(float(got - want)) < 0.05
+    grads = torch.autograd.grad(got, (hidden, weights))
+    assert [g.dtype for g in grads] == [torch.float32, torch.float32]
+    for g, w in zip(grads, torch.autograd.grad(want, (hidden, weights)), strict=True):
+        assert float((g - w).norm() / w.norm()) < 0.05

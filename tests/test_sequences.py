@@ -98,6 +98,12 @@ def test_window_prefixes_and_the_history_mask_match_each_windows_history():
             assert {i for i in range(9) if first[w, i + 1] <= t} == set(row[:at])
             checked += 1
     assert checked == int((windows[:, 1:] >= 0).sum()) > 20
+    inputs, targets = windows[:, :-1] + 1, windows[:, 1:] + 1  # the flat pairs of the full softmax: the same sets
+    r, s = (targets > 0).nonzero(as_tuple=True)
+    pairs = model._seen_index({"prefix_start": start, "prefix_count": count}, inputs, r, s)
+    dense = torch.zeros(r.numel() * 9, dtype=torch.bool)
+    dense[pairs] = True
+    assert torch.equal(dense.view(-1, 9), first[r, 1:] <= s[:, None].to(first.dtype))
 
 
 def test_the_history_mask_drops_seen_negatives_but_never_the_target(chains):
