@@ -5,6 +5,7 @@ Each check runs a fresh Python process and reads its `sys.modules` at the end (n
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -156,3 +157,23 @@ def test_loading_a_fitted_model_compiles_no_kernel(tmp_path: Path):
     assert _imported(fit, ("numba",)) == ["numba"]
     found = _imported(_cli("recommend", str(model), "--user", "1", "--k", "2"), ("numba",))
     assert found == []
+
+
+@pytest.mark.parametrize(("argv", "frozen"), [(("--version",), False), (("fit", "--help"), True)])
+def test_the_cli_process_freezes_what_a_verb_imported_and_collects_again(argv, frozen):
+    # printed right after main returns, before the exit handler's freeze; the verb's own work still collects
+    code = _cli(*argv) + "print('after main:', gc.get_freeze_count() > 0, gc.isenabled())\n"
+    proc = subprocess.run([sys.executable, "-c", "import gc\n" + code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1] == f"after main: {frozen} True"
+
+
+def test_an_in_process_verb_freezes_nothing(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from recotorch.cli import app
+
+    before = gc.get_freeze_count()
+    result = CliRunner().invoke(app, ["split", "--help"])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == before and gc.isenabled()

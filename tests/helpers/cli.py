@@ -15,8 +15,12 @@ def run_in_process(args: list[object], capsys: pytest.CaptureFixture[str], monke
     """(exit code, stdout, stderr) of `recotorch.cli.main` with `sys.argv` set to `recotorch ARGS`.
 
     `-v`/`-q` leave the "recotorch" logger's level set, as in a real process: `reset_logging` undoes it.
+    A verb's imports are not frozen out of garbage collection here: the test process outlives the command.
     """
+    import recotorch.cli
     from recotorch.cli import boundary, main
+
+    monkeypatch.setattr(recotorch.cli, "freeze_verb_imports", lambda: None)
 
     if cwd is not None:
         monkeypatch.chdir(cwd)

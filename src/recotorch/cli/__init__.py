@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from recotorch.cli import boundary, verbosity
-from recotorch.cli.lazy import verb_group
+from recotorch.cli.lazy import freeze_verb_imports, verb_group
 from recotorch.core import threads as thread_policy
 from recotorch.core.allocator import keep_freed_memory
 
@@ -79,6 +79,7 @@ def main() -> None:
     """Entry point of `recotorch` and `python -m recotorch`: every verb behind one error boundary."""
     thread_policy.prepare_process()  # before a verb imports torch
     keep_freed_memory()
+    freeze_verb_imports()
     _skip_final_collection()
     sys.exit(boundary.run(app))
 
