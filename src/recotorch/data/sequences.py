@@ -14,7 +14,7 @@ import torch
 
 from recotorch.data.interactions import Interactions
 
-__all__ = ["PAD", "Sequences", "from_padded", "to_sequences"]
+__all__ = ["PAD", "Sequences", "from_padded", "tie_groups", "to_sequences"]
 
 PAD = -1  # the padding index of every padded view
 
@@ -63,15 +63,16 @@ class Sequences:
         j = torch.arange(user.numel()) - first[user]  # window number from the end
         return user, lengths[user] - j * length
 
-    def windows(self, length: int) -> torch.Tensor:
+    def windows(self, length: int, values: torch.Tensor | None = None) -> torch.Tensor:
         """Training windows (W, length + 1), right-aligned, PAD before: each row of n >= 2 items is cut
         from its end into pieces of `length` targets (the window ending at n, n - length, ...), every
-        piece carrying the one item before it as the first input, so each transition is a target once."""
+        piece carrying the one item before it as the first input, so each transition is a target once.
+        `values` (aligned with `items`, e.g. `tie_groups`) is cut the same way instead of the items."""
         user, end = self._window_ends(length)
         local = end[:, None] + torch.arange(-length - 1, 0)[None, :]  # (W, length + 1)
         out = torch.full(local.shape, PAD, dtype=torch.int64)
         valid = local >= 0
-        out[valid] = self.items[(self.indptr[user][:, None] + local)[valid]]
+        out[valid] = (self.items if values is None else values)[(self.indptr[user][:, None] + local)[valid]]
         return out
 
     def window_prefixes(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +120,17 @@ def time_order(data: Interactions) -> torch.Tensor:
                          "name it with --time-col")
     by_time = torch.argsort(data.timestamp, stable=True)  # ties keep file order
     return by_time[torch.argsort(data.user_idx[by_time], stable=True)]
+
+
+def tie_groups(data: Interactions) -> torch.Tensor:
+    """For each position of `to_sequences(data).items`: the number of its (user, timestamp) group, counted
+    from 0 in that order, so items a user touched in the same second share a number (rating logs store
+    many: on ml-100k half of the consecutive pairs are tied, and their file order carries no signal)."""
+    order = time_order(data)
+    user, stamp = data.user_idx[order], data.timestamp[order]  # type: ignore[index]
+    starts = torch.ones(order.numel(), dtype=torch.int64)
+    starts[1:] = ((user[1:] != user[:-1]) | (stamp[1:] != stamp[:-1])).long()
+    return torch.cumsum(starts, 0) - 1
 
 
 def to_sequences(data: Interactions) -> Sequences:
