@@ -8,8 +8,7 @@ The names below load their module on first use, so that importing one light modu
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from recotorch.core.lazy import lazy_attributes
 
 _HOMES = {
     "resolve_device": "device", "seeded": "device", "tensor_device": "device",
@@ -23,10 +22,4 @@ _HOMES = {
 __all__ = sorted(_HOMES)
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from recotorch.core.lazy import lazy_attributes
 from recotorch.models.base import MODELS, Estimator, Predictions, Recommendations
 from recotorch.models.config import build_config, model_class
 
@@ -19,13 +19,7 @@ _CLASSES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _CLASSES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _CLASSES)
 
 
 def make_model(name: str, **options: Any) -> Estimator:
