@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from recotorch.errors import OptionError
+from recotorch.models.config import config_class, field_names
+from recotorch.train.config import check_value
 
 # Python keyword of a model's __init__ -> the fit flag that sets it
 FLAGS = {
@@ -86,14 +88,17 @@ def check_model_takes(model: str, options: Mapping[str, Any], registry: Mapping[
         takes = sorted(flag(n) for n in accepted if n in FLAGS)
         raise OptionError(flag(unknown[0]), f"--model {model} does not take {', '.join(flag(n) for n in unknown)}"
                                             f"; it takes {', '.join(takes) or 'none of the model options'}")
-    for name, choices in registry[model].param_choices().items():  # type: ignore[attr-defined]
-        if name in ("cell", "loss") and options.get(name) is not None and options[name] not in choices:
-            shown = [str(c) for c in choices if c is not None]
-            raise OptionError(flag(name), f"must be {' or '.join(shown)} for --model {model}, got {options[name]!r}")
-    if model == "ease" and options.get("reg") is not None and options["reg"] <= 0:
-        raise OptionError("--reg", f"must be > 0 for ease, got {options['reg']}")
-    if model == "rp3beta" and options.get("alpha") is not None and options["alpha"] <= 0:
-        raise OptionError("--alpha", f"must be > 0 for rp3beta, got {options['alpha']}")
+
+
+def check_model_values(model: str, options: Mapping[str, Any], registry: Mapping[str, type]) -> None:
+    """Refuse a flag's value that the model's own declaration does not allow (type, choices, range)."""
+    config = config_class(registry[model])
+    for name, value in options.items():
+        if value is not None and name in field_names(config):
+            try:
+                check_value(config, name, value, option=flag(name))
+            except OptionError as err:
+                raise OptionError(err.option, f"{err.message} (--model {model})") from None
 
 
 def check_timestamps_for_half_life(timestamp: Any, path: object) -> None:

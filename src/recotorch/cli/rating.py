@@ -152,6 +152,7 @@ def fit(
         raise OptionError("--budget", "is for --model auto (the search's seconds)")
     checks.check_model_takes(model, options, MODELS)
     checks.check_values(options)
+    checks.check_model_values(model, options, MODELS)
     if set_:
         assigned = parse_assignments(model, set_)
         for key in sorted(set(assigned) & set(options)):
