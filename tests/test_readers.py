@@ -527,3 +527,8 @@ def test_read_columns(tmp_path):
         read_columns(write(tmp_path, "h.csv", "user\n"), ["user"])
     with pytest.raises(OptionError, match="named twice"):
         read_columns(path, ["user", "user"])
+    named = write(tmp_path, "names.csv", "item,name\n1, Toy Story \n2,\n")  # a blank name is data, not an id
+    frame = read_columns(named, ["item", "name"], as_read=["name"])
+    assert frame["item"].to_list() == [1, 2] and frame["name"].to_list()[0] == " Toy Story "
+    with pytest.raises(DataError, match="line 3, column 'name'"):
+        read_columns(named, ["item", "name"])

@@ -216,19 +216,9 @@ def _require(path: Path, names: list[str], column: str, flag: str) -> None:
 
 def _read(path: Path, columns: list[str]) -> pl.DataFrame:
     """The named columns, the first checked as ids (like the interactions' item ids), the others as read."""
-    from recotorch.data import readers
+    from recotorch.data.readers import read_columns
 
-    wanted = {f"c{k}": c for k, c in enumerate(columns)}
-    checks = {"c0": readers._check_ids} | {role: _as_is for role in list(wanted)[1:]}
-    with readers._open_source(path) as src:
-        table = readers._load(src, wanted, sep=None, has_header=True, encoding="utf8")
-        frame, _ = readers._validate(table, checks)
-    frame.columns = columns
-    return frame
-
-
-def _as_is(s: pl.Series) -> tuple[pl.Series, None]:
-    return s, None
+    return read_columns(path, columns, as_read=columns[1:])
 
 
 def _text(s: pl.Series) -> pl.Series:

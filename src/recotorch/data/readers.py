@@ -205,14 +205,16 @@ def file_layout(path: str | Path, *, sep: str | None = None, format: str | None 
 
 def read_columns(path: str | Path, columns: Sequence[str | int] | Mapping[str, str | int], *,
                  sep: str | None = None, has_header: bool = True, encoding: str = "utf8",
-                 format: str | None = None, flags: Mapping[str, str] | None = None) -> pl.DataFrame:
+                 format: str | None = None, flags: Mapping[str, str] | None = None,
+                 as_read: Sequence[str | int] = ()) -> pl.DataFrame:
     """Id columns (users of a pairs or users file) as a DataFrame named as in the file.
 
     Each column is checked like the ids of `read_interactions`: no missing or blank values,
     no NUL bytes; Int64 when every value looks like an integer, else stripped strings. Rows
     stay in file order (no de-duplication); empty lines are skipped and logged. Raises
     `DataError` naming file, line and column. With a mapping {role: column} the frame's
-    columns are named by role (and `flags` may name the option of each role).
+    columns are named by role (and `flags` may name the option of each role). Columns listed in
+    `as_read` (as given in `columns`) are returned as read, not checked as ids (e.g. names, genres).
     """
     path = Path(path)
     if not columns:
@@ -223,7 +225,7 @@ def read_columns(path: str | Path, columns: Sequence[str | int] | Mapping[str, s
     wanted = dict(columns) if isinstance(columns, Mapping) else {f"c{k}": col for k, col in enumerate(columns)}
     with _open_source(path, format, flags) as src:
         table = _load(src, wanted, sep=sep, has_header=has_header, encoding=encoding, flags=flags)
-        frame, _ = _validate(table, {role: _check_ids for role in wanted})
+        frame, _ = _validate(table, {role: _as_read if col in as_read else _check_ids for role, col in wanted.items()})
     frame.columns = list(wanted) if isinstance(columns, Mapping) else [table.names[role] for role in wanted]
     return frame
 
@@ -773,6 +775,10 @@ def _validate(t: _Table, checks: dict[str, Check]) -> tuple[pl.DataFrame, int]:
 def _first(mask: pl.Series) -> int | None:
     mask = mask.fill_null(True)
     return int(mask.arg_max()) if mask.any() else None
+
+
+def _as_read(s: pl.Series) -> tuple[pl.Series, None]:
+    return s, None
 
 
 def _check_ids(s: pl.Series) -> tuple[pl.Series, tuple[int, str] | None]:
