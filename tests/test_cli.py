@@ -79,6 +79,12 @@ def test_implicit_fit_recommend_and_similar(u1, tmp_path):
     assert proc.returncode != 0 and "424242" in proc.stderr and not (tmp_path / "bad.csv").exists()
     proc = run_cli("similar", str(model_dir), "50", "--k", "5")
     assert proc.stdout.count("\n") >= 5
+    # evaluate scores relevance as the model was fitted (ratings >= 4) unless --threshold says otherwise
+    test = u1[1]
+    fitted = run_cli("evaluate", str(model_dir), str(test))
+    assert "ratings >= 4, the threshold the model was fitted with" in fitted.stderr
+    assert fitted.stdout == run_cli("evaluate", str(model_dir), str(test), "--threshold", "4").stdout
+    assert fitted.stdout != run_cli("evaluate", str(model_dir), str(test), "--threshold", "1").stdout
     proc = run_cli("fit", str(train), "--model", "mf", "--half-life", "0.2", "--out", str(tmp_path / "x"), check=False)
     assert proc.returncode == 2 and "--half-life" in proc.stderr and "Traceback" not in proc.stderr
 

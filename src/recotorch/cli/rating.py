@@ -44,7 +44,7 @@ from recotorch.cli.common import (
 )
 from recotorch.data.implicit import DEFAULT_WEIGHTS
 from recotorch.data.interactions import Interactions
-from recotorch.data.schema import SCHEMA_FILE
+from recotorch.data.schema import SCHEMA_FILE, FileSchema
 from recotorch.errors import InputFileError, OptionError
 from recotorch.models import MODELS, make_model
 from recotorch.models.base import Estimator
@@ -344,6 +344,8 @@ def evaluate(
     train_data = read_table(train, *cols, **layout) if train else None
     if threshold is not None and test_data.rating is None:
         raise OptionError("--threshold", f"{test} has no rating column to threshold")
+    if task == "ranking" and threshold is None:
+        threshold = _fitted_threshold(layout["schema"], test_data, test)
     report = Report(f"{model.name} on {test.name} ({len(test_data):,} rows), {task}")
     if task == "rating":
         baselines = ("mean", "bias")
@@ -360,6 +362,17 @@ def evaluate(
     for name in baselines if train_data is not None else ():
         report.rows.append({"model": name, **score(make_model(name).fit(train_data))})
     out.print(report.to_rich())
+
+
+def _fitted_threshold(schema: FileSchema | None, test_data: Interactions, test: Path) -> float | None:
+    """The --threshold the model was fitted with, for a test file with ratings (said on stderr): a model
+    trained on ratings >= 4 as positives is scored on the same relevance unless --threshold says otherwise."""
+    fitted = schema.options.get("threshold") if schema is not None else None
+    if fitted is None or test_data.rating is None:
+        return None
+    warn(f"note: relevant = {test.name} ratings >= {fitted:g}, the threshold the model was fitted with "
+         "(--threshold to change)")
+    return float(fitted)
 
 
 def lr_find(
