@@ -68,3 +68,21 @@ def test_a_family_is_stale_after_eight_sampled_trials_without_improving():
     study.add_trial(optuna.trial.create_trial(value=0.19, user_attrs={"model": "als"}))
     assert not runner.stale("als")
     assert not runner.stale("ease")  # a family with no trials is not stale
+
+
+def test_a_combination_the_model_refuses_is_pruned_before_anything_runs():
+    from types import SimpleNamespace
+
+    study = optuna.create_study(direction="maximize")
+    runner = runner_of(study, "maximize")
+    lines: list[str] = []
+    runner.st = SimpleNamespace(seed=0, device=None, trials=None, echo=lines.append)
+    runner.searchable, runner.timestamps, runner.deadline = ["ranking_mf"], False, None
+    runner.protocol = None  # never reached: the refusal comes before any fit or score
+    study.enqueue_trial({"model": "ranking_mf", "ranking_mf.loss": "bpr", "ranking_mf.sampler": "in_batch"})
+    trial = study.ask()
+    runner.run(trial)
+    (done,) = study.get_trials(deepcopy=False)
+    assert done.state == optuna.trial.TrialState.PRUNED
+    assert "not a valid combination" in done.user_attrs["note"] and "in_batch" in done.user_attrs["note"]
+    assert "not a valid combination" in lines[-1]

@@ -432,12 +432,16 @@ class _Runner:
         trial.set_user_attr("model", name)
         trial.set_user_attr("settings", record.jsonable(params))
         trial.set_user_attr("worker", _worker_name())
+        try:
+            estimator = make_model(name, **params)
+        except OptionError as exc:  # e.g. sampler='in_batch' with loss='bpr': the declaration refuses it, nothing ran
+            self.refuse(trial, name, exc)
+            return
         expected = self.expected_seconds(name, params)
         if not trial.user_attrs.get("stack") and expected is not None and expected > self.allowed(defaults_of):
             self.skip(trial, name, expected)
             return
         try:
-            estimator = make_model(name, **params)
             epochs = int(estimator.get_params().get("epochs", 0)) if estimator.supports("train_epochs") else 0
             if epochs >= MIN_RUNG_EPOCHS and defaults_of is None:
                 short = make_model(name, **{**params, "epochs": epochs // RUNG})
@@ -479,6 +483,12 @@ class _Runner:
         self.study.tell(trial, value)
         self.report(trial.number, name, f"{self.protocol.metric} {value:.4f}  fit {m.seconds:.1f} s  "
                                         f"{m.peak_bytes / 2**20:.0f} MB  {_settings_text(params)}")
+
+    def refuse(self, trial: Any, name: str, exc: OptionError) -> None:
+        """A sampled combination the model's declaration refuses: recorded as pruned (no fit ran), with why."""
+        trial.set_user_attr("note", f"skipped: not a valid combination ({exc})")
+        self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
+        self.report(trial.number, name, f"skipped: not a valid combination ({exc})")
 
     def skip(self, trial: Any, name: str, expected: float) -> None:
         """Stop a trial whose fit would take longer than the budget left (recorded as pruned, with why)."""

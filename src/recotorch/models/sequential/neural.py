@@ -260,7 +260,8 @@ class SASRec(_NeuralSequence):
 
     @dataclass
     class Config(SequenceConfig):
-        dim: int = param(64, ge=1, help="item embedding width", tune=int_range(16, 256, log=True))
+        # tuned among even widths: the attention heads split dim, so an odd width would be refused
+        dim: int = param(64, ge=1, help="item embedding width", tune=(16, 32, 48, 64, 96, 128, 192, 256))
         blocks: int = param(2, ge=1, help="transformer blocks", tune=int_range(1, 4))
         heads: int = param(2, ge=1, help="attention heads (dim must be a multiple)")
         epochs: int = 30
