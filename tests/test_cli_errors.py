@@ -300,7 +300,8 @@ CASES = [
     Case("--alpha -1", fit_opts("--model", "als", "--alpha", "-1"), ("--alpha",)),
     # each model's own declaration, named as the flag: ease's reg and rp3beta's alpha are > 0, not >= 0
     Case("--reg 0 with ease", fit_opts("--model", "ease", "--reg", "0"), ("--reg", "> 0", "--model ease")),
-    Case("--alpha 0 with rp3beta", fit_opts("--model", "rp3beta", "--alpha", "0"), ("--alpha", "> 0", "--model rp3beta")),
+    Case("--alpha 0 with rp3beta", fit_opts("--model", "rp3beta", "--alpha", "0"),
+         ("--alpha", "> 0", "--model rp3beta")),
     Case("--cell bogus", fit_opts("--model", "gru4rec", "--cell", "bogus"), ("--cell", "'gru' or 'lstm'")),
     Case("--loss bogus", fit_opts("--model", "sasrec", "--loss", "bogus"), ("--loss", "'gbce'")),
     Case("--half-life 0", fit_opts("--model", "ease", "--half-life", "0"), ("--half-life",)),
