@@ -12,11 +12,16 @@ from recotorch.models.sequential.layers import CausalBlock, Dropout, full_softma
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _softmax_problem(seed: int, rows: int, items: int, dim: int, dtype: torch.dtype = torch.float64):
+    """(hidden (rows, dim), item weights (items, dim), targets (rows,), generator), seeded; both need grad."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(rows, dim, generator=gen, dtype=dtype, requires_grad=True)
+    weights = torch.randn(items, dim, generator=gen, dtype=dtype, requires_grad=True)
+    return hidden, weights, torch.randint(items, (rows,), generator=gen), gen
+
+
 def test_full_softmax_loss_matches_masked_cross_entropy_and_its_gradients():
-    gen = torch.Generator().manual_seed(0)
-    hidden = torch.randn(40, 6, generator=gen, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(30, 6, generator=gen, dtype=torch.float64, requires_grad=True)
-    target = torch.randint(30, (40,), generator=gen)
+    hidden, weights, target, gen = _softmax_problem(0, 40, 30, 6)
     seen = torch.rand(40, 30, generator=gen) < 0.4
     seen[torch.arange(40), target] = False
     for mask in (None, seen):
@@ -66,10 +71,7 @@ def test_causal_block_is_a_pre_ln_transformer_layer_that_reads_no_later_position
 
 
 def test_full_softmax_loss_takes_flat_indices_and_keeps_the_target():
-    gen = torch.Generator().manual_seed(2)
-    hidden = torch.randn(20, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    weights = torch.randn(12, 5, generator=gen, dtype=torch.float64, requires_grad=True)
-    target = torch.randint(12, (20,), generator=gen)
+    hidden, weights, target, gen = _softmax_problem(2, 20, 12, 5)
     mask = torch.rand(20, 12, generator=gen) < 0.3
     mask[:, 0] = True  # the target's own entry among them for some rows: it is kept
     flat = torch.cat([mask.view(-1).nonzero()[:, 0]] * 2)  # repeats allowed
@@ -91,13 +93,10 @@ def test_dropout_draws_about_p_with_any_shape():
 
 
 def test_bf16_softmax_loss_is_close_and_returns_input_dtypes():
-    gen = torch.Generator().manual_seed(4)
-    hidden = torch.randn(64, 16, generator=gen, requires_grad=True)
-    weights = torch.randn(50, 16, generator=gen, requires_grad=True)
-    target = torch.randint(50, (64,), generator=gen)
+    hidden, weights, target, _ = _softmax_problem(4, 64, 50, 16, torch.float32)
     want = full_softmax_loss(hidden, weights, target)
     got = full_softmax_loss(hidden, weights, target, dtype=torch.bfloat16)
-    assert got.dtype == torch.float32 and abs(float(got - want)) < 0.05
+    assert got.dtype == torch.float32 and abs(float((got - want).detach())) < 0.05
     grads = torch.autograd.grad(got, (hidden, weights))
     assert [g.dtype for g in grads] == [torch.float32, torch.float32]
     for g, w in zip(grads, torch.autograd.grad(want, (hidden, weights)), strict=True):
