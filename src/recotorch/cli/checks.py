@@ -93,8 +93,9 @@ def check_model_takes(model: str, options: Mapping[str, Any], registry: Mapping[
 def check_model_values(model: str, options: Mapping[str, Any], registry: Mapping[str, type]) -> None:
     """Refuse a flag's value that the model's own declaration does not allow (type, choices, range)."""
     config = config_class(registry[model])
+    declared = set(field_names(config))
     for name, value in options.items():
-        if value is not None and name in field_names(config):
+        if value is not None and name in declared:
             try:
                 check_value(config, name, value, option=flag(name))
             except OptionError as err:
